@@ -1,0 +1,34 @@
+"""dynamo_ray: Amazon's Dynamo as actors on Ray.
+
+    import dynamo_ray as dr
+    store = dr.start()                      # or dr.connect("dynamo") from any Ray job/task/actor
+    carts = store.table("carts", merge=dr.merges.union)
+    got = carts.get("alice")
+    carts.put("alice", ["book"], context=got.context)
+"""
+
+from . import merges
+from .client import Context, GetResult, Store, Table, connect, start
+from .config import StoreConfig, TableConfig
+from .errors import (
+    ClusterNotFound,
+    ConfigError,
+    ConflictError,
+    DynamoError,
+    InvalidContext,
+    InvalidKey,
+    InvalidValue,
+    Overloaded,
+    StoreExists,
+    TableNotFound,
+    Unavailable,
+    ValueTooLarge,
+)
+
+__all__ = [
+    "start", "connect", "Store", "Table", "GetResult", "Context", "StoreConfig", "TableConfig",
+    "merges", "DynamoError", "ConfigError", "ClusterNotFound", "StoreExists", "TableNotFound",
+    "InvalidKey", "InvalidValue", "ValueTooLarge", "InvalidContext", "Unavailable",
+    "ConflictError", "Overloaded",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,454 @@
+"""The public surface: start or connect to a store, and read and write its tables.
+
+Role (DESIGN §6): validate every request at the client edge (a rejected request changes
+nothing), encode values once, send each request to a coordinator with a deadline, and turn
+whatever Ray raises into a `DynamoError`. A `Store` handle pickles, so it travels into Ray
+tasks and actors; so do `Context` tokens.
+
+Must not: hold store state beyond a cached view of the config and ring, or make one Ray call
+per key on a bulk path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import time
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import msgpack
+import ray
+
+from . import config as config_mod
+from . import placement, versioning
+from .config import StoreConfig
+from .errors import (
+    ClusterNotFound,
+    ConfigError,
+    ConflictError,
+    DynamoError,
+    InvalidContext,
+    InvalidKey,
+    InvalidValue,
+    StoreExists,
+    TableNotFound,
+    Unavailable,
+    ValueTooLarge,
+)
+from .node import Node
+from .ring import Ring, claim, key_hash
+
+START_TIMEOUT_S = 180.0
+
+
+# --- values, keys and contexts --------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a read saw of one key: hand it back on the next put or delete of that key so the
+    write replaces exactly those versions. Opaque; pickles."""
+
+    key_fingerprint: int
+    clock: tuple  # ((actor, counter), ...)
+
+    def __repr__(self) -> str:
+        return f"Context({len(self.clock)} entries)"
+
+
+def _fingerprint(key: str | bytes) -> int:
+    return key_hash(key) & 0xFFFFFFFFFFFFFFFF
+
+
+def _context_of(key: str | bytes, state: versioning.KeyState) -> Context:
+    return Context(_fingerprint(key), tuple(sorted(versioning.context(state).items())))
+
+
+def check_key(key: Any, max_key_bytes: int) -> None:
+    if isinstance(key, str):
+        try:
+            size = len(key.encode())
+        except UnicodeEncodeError:
+            raise InvalidKey(f"key {key!r} is not valid UTF-8 text") from None
+    elif isinstance(key, bytes):
+        size = len(key)
+    else:
+        raise InvalidKey(f"a key must be str or bytes, not {type(key).__name__}")
+    if size == 0:
+        raise InvalidKey("a key must not be empty")
+    if size > max_key_bytes:
+        raise InvalidKey(f"key of {size} bytes is over limits.max_key_bytes={max_key_bytes}")
+
+
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def encode_value(value: Any, max_value_bytes: int) -> bytes:
+    """msgpack bytes of ``value``, checked to decode back (maps need hashable keys)."""
+    try:
+        blob = msgpack.packb(value, use_bin_type=True)
+        if not isinstance(value, _PLAIN):
+            msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidValue(f"value of type {type(value).__name__} cannot be stored: {e}") from None
+    if len(blob) > max_value_bytes:
+        raise ValueTooLarge(
+            f"value encodes to {len(blob)} bytes, over limits.max_value_bytes={max_value_bytes}"
+        )
+    return blob
+
+
+def decode_value(blob: bytes) -> Any:
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+class GetResult:
+    """A read of one key: ``values`` (every live sibling, oldest first), ``context`` (hand it
+    back on the next write) and ``value`` (the one value, None when absent or deleted)."""
+
+    __slots__ = ("key", "_state", "_merge", "_values")
+
+    def __init__(self, key: str | bytes, blob: Optional[bytes], merge: Optional[Callable] = None):
+        self.key = key
+        self._state = versioning.decode(blob) if blob is not None else versioning.EMPTY
+        self._merge = merge
+        self._values: Optional[list] = None
+
+    @property
+    def values(self) -> list:
+        if self._values is None:
+            values = [decode_value(v) for v in versioning.values(self._state)]
+            if self._merge is not None and len(values) > 1:
+                values = [self._merge(values)]
+            self._values = values
+        return self._values
+
+    @property
+    def value(self) -> Any:
+        values = self.values
+        if len(values) > 1:
+            raise ConflictError(
+                f"key {self.key!r} has {len(values)} siblings: read .values, or open the table "
+                "with merge=fn"
+            )
+        return values[0] if values else None
+
+    @property
+    def context(self) -> Context:
+        return _context_of(self.key, self._state)
+
+    @property
+    def exists(self) -> bool:
+        """True when the key has a live value (not absent, not deleted)."""
+        return not versioning.is_deleted(self._state)
+
+    @property
+    def siblings(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"GetResult(key={self.key!r}, values={self.values!r})"
+
+
+# --- Ray session ----------------------------------------------------------------------------------
+def _ensure_ray(address: Optional[str]) -> None:
+    if ray.is_initialized():
+        return
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        ray.init(
+            address="local",
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            logging_level="warning",
+            log_to_driver=False,
+        )
+    else:
+        ray.init(address=address or os.environ["RAY_ADDRESS"], logging_level="warning",
+                 log_to_driver=False)
+
+
+def _rpc_timeout_s(config: StoreConfig) -> float:
+    # A coordinator spends at most three call deadlines on a request; allow for queueing too.
+    return 3 * config.timeouts.request_ms / 1000 + 5.0
+
+
+# --- starting and finding stores ------------------------------------------------------------------
+def start(config: Any = None, *, name: str = "dynamo", **overrides: Any) -> "Store":
+    """Start a store (and a local Ray on 127.0.0.1 when Ray is not initialised and RAY_ADDRESS
+    is unset). ``config``: None (built-in defaults = configs/local.yaml), a YAML path, a dict or
+    a StoreConfig; ``overrides``: top-level config keys, nested sections as dicts."""
+    cfg = config_mod.load(config, **overrides)
+    if name != "dynamo":  # an explicit name wins over the config's
+        cfg = config_mod.load(cfg, name=name)
+    _ensure_ray(None)
+    if placement.store_node_names(cfg.name):
+        raise StoreExists(
+            f"a store named {cfg.name!r} is already running; use dynamo_ray.connect({cfg.name!r})"
+        )
+    replicas = max(t.n for t in cfg.tables.values())
+    ring = claim(cfg.partitions, placement.node_names(cfg.nodes), replicas)
+    ray_nodes = placement.ray_nodes_for(cfg.placement, cfg.nodes)
+    handles = [
+        placement.spawn(
+            Node, placement.node_actor_name(cfg.name, node), cfg.name, node, cfg, ring,
+            ray_node_id=ray_node, detached=True,
+        )
+        for node, ray_node in zip(placement.node_names(cfg.nodes), ray_nodes)
+    ]
+    try:
+        ray.get([h.ready.remote() for h in handles], timeout=START_TIMEOUT_S)
+    except Exception as e:
+        _kill_store_actors(cfg.name)
+        raise DynamoError(f"store {cfg.name!r} failed to start: {e}") from None
+    return Store(cfg.name, cfg, ring)
+
+
+def connect(name: str = "dynamo", *, address: Optional[str] = "auto") -> "Store":
+    """A handle on a running store; initialises Ray (``address="auto"``) if needed."""
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, logging_level="warning", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ClusterNotFound(f"no Ray cluster to connect to at {address!r}: {e}") from None
+    view = _describe(name)
+    return Store(name, view["config"], view["ring"])
+
+
+def _describe(name: str) -> dict:
+    nodes = placement.store_node_names(name)
+    if not nodes:
+        raise ClusterNotFound(f"no store named {name!r} is running in this Ray cluster")
+    errors = []
+    for node in nodes:
+        handle = placement.lookup(placement.node_actor_name(name, node))
+        if handle is None:
+            continue
+        try:
+            return ray.get(handle.describe.remote(), timeout=30)
+        except Exception as e:  # a node that is down: ask the next
+            errors.append(f"{node}: {type(e).__name__}")
+    raise ClusterNotFound(f"store {name!r} has node actors but none answered ({', '.join(errors)})")
+
+
+def _kill_store_actors(name: str) -> None:
+    for actor_name in placement.store_actor_names(name):
+        handle = placement.lookup(actor_name)
+        if handle is not None:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:
+                pass
+
+
+def _reconnect(name: str, config: StoreConfig, ring: Ring) -> "Store":
+    return Store(name, config, ring)
+
+
+class Store:
+    """A running store. Cheap to create and to pickle: it holds the config and a ring view."""
+
+    def __init__(self, name: str, config: StoreConfig, ring: Ring):
+        self.name = name
+        self.config = config
+        self.ring = ring
+        self._coordinators: dict[str, Any] = {}
+        self._round_robin = itertools.count()
+
+    def __reduce__(self):
+        return (_reconnect, (self.name, self.config, self.ring))
+
+    def __repr__(self) -> str:
+        return f"Store({self.name!r}, nodes={len(self.ring.nodes)}, partitions={self.ring.partitions})"
+
+    # --- tables -------------------------------------------------------------------------------
+    def table(self, name: str = "default", *, merge: Optional[Callable] = None,
+              via: Optional[str] = None) -> "Table":
+        if name not in self.config.tables:
+            raise TableNotFound(
+                f"table {name!r} is not in store {self.name!r} (tables: "
+                f"{', '.join(sorted(self.config.tables))})"
+            )
+        if via is not None and via not in self.ring.nodes:
+            raise ConfigError(f"via={via!r} is not a node of store {self.name!r}")
+        if merge is not None and not callable(merge):
+            raise ConfigError(f"merge={merge!r} must be a function of the list of siblings")
+        return Table(self, name, merge=merge, via=via)
+
+    def nodes(self) -> list[str]:
+        return list(self.ring.nodes)
+
+    # --- coordinators -------------------------------------------------------------------------
+    def _coordinator(self, node: str) -> Optional[Any]:
+        handle = self._coordinators.get(node)
+        if handle is None:
+            handle = placement.lookup(placement.coordinator_actor_name(self.name, node))
+            if handle is not None:
+                self._coordinators[node] = handle
+        return handle
+
+    def _route(self, method: str, args: tuple, first_key: Any, via: Optional[str]) -> Any:
+        """Call ``method`` on a coordinator: ``via``'s, else the node of the first key's first
+        replica (batches: round robin), failing over to the next node when one is gone."""
+        nodes = list(self.ring.nodes)
+        if via is not None:
+            order = [via]
+        else:
+            start_at = (
+                nodes.index(self.ring.owners[self.ring.partition_of(first_key)])
+                if first_key is not None else next(self._round_robin) % len(nodes)
+            )
+            order = nodes[start_at:] + nodes[:start_at]
+        timeout = _rpc_timeout_s(self.config)
+        failures = []
+        for node in order:
+            handle = self._coordinator(node)
+            if handle is None:
+                failures.append(f"{node}: no coordinator")
+                continue
+            try:
+                return ray.get(getattr(handle, method).remote(*args), timeout=timeout)
+            except ray.exceptions.RayTaskError as e:
+                cause = e.cause if isinstance(e.cause, DynamoError) else None
+                if cause is not None:
+                    raise cause from None
+                raise DynamoError(f"coordinator on {node} failed: {e.cause!r}") from None
+            except ray.exceptions.GetTimeoutError:
+                failures.append(f"{node}: no answer within {timeout:.1f}s")
+            except ray.exceptions.RayError as e:
+                self._coordinators.pop(node, None)
+                failures.append(f"{node}: {type(e).__name__}")
+        raise Unavailable(
+            f"no coordinator answered ({'; '.join(failures)})", key=first_key, needed=1, got=0
+        )
+
+    # --- operations ---------------------------------------------------------------------------
+    def status(self):
+        """One row per vnode: node, partition, up, keys, bytes, hints_pending, ranges, actor."""
+        import pandas as pd
+
+        rows: list[dict] = []
+        for node in self.ring.nodes:
+            handle = placement.lookup(placement.node_actor_name(self.name, node))
+            answered = None
+            if handle is not None:
+                try:
+                    answered = ray.get(handle.vnode_info.remote(), timeout=_rpc_timeout_s(self.config))
+                except Exception:
+                    answered = None
+            if answered is None:
+                answered = [{"partition": p, "node": node, "up": False}
+                            for p in self.ring.partitions_of(node)]
+            rows.extend(answered)
+        frame = pd.DataFrame(rows)
+        for column in ("keys", "bytes", "hints_pending", "ranges"):
+            frame[column] = frame[column].fillna(0).astype(int) if column in frame else 0
+        columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "actor"]
+        frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
+        return frame
+
+    def stop(self) -> None:
+        """Kill every actor of this store; returns once Ray no longer lists any of them."""
+        _kill_store_actors(self.name)
+        deadline = time.monotonic() + 30
+        while placement.store_actor_names(self.name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._coordinators.clear()
+
+
+class Table:
+    """Reads and writes of one table. Methods validate first: a rejected call stores nothing."""
+
+    def __init__(self, store: Store, name: str, *, merge: Optional[Callable] = None,
+                 via: Optional[str] = None):
+        self.store = store
+        self.name = name
+        self.merge = merge
+        self.via = via
+        self._tcfg = store.config.tables[name]
+        self._limits = store.config.limits
+
+    def __repr__(self) -> str:
+        return f"Table({self.store.name!r}, {self.name!r})"
+
+    def _quorum(self, value: Optional[int], which: str) -> Optional[int]:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self._tcfg.n:
+            raise ConfigError(
+                f"{which}={value!r} must be an integer from 1 to n={self._tcfg.n} "
+                f"(table {self.name!r})"
+            )
+        return value
+
+    def _context(self, key: Any, context: Optional[Context]) -> Optional[dict]:
+        if context is None:
+            return None
+        if not isinstance(context, Context):
+            raise InvalidContext(
+                f"context must be the .context of a GetResult or what put returned, not "
+                f"{type(context).__name__}"
+            )
+        if context.key_fingerprint != _fingerprint(key):
+            raise InvalidContext(f"this context belongs to another key than {key!r}")
+        return dict(context.clock)
+
+    def get(self, key: Any, *, r: Optional[int] = None, sloppy: Optional[bool] = None) -> GetResult:
+        check_key(key, self._limits.max_key_bytes)
+        r = self._quorum(r, "r")
+        (blob,) = self.store._route("get_many", (self.name, [key], r, sloppy), key, self.via)
+        return GetResult(key, blob, self.merge)
+
+    def put(self, key: Any, value: Any, *, context: Optional[Context] = None,
+            w: Optional[int] = None, sloppy: Optional[bool] = None) -> Context:
+        """Store ``value``; returns the new context. Without a context the value is concurrent
+        with whatever is stored (a sibling); with a read's context it replaces what was read."""
+        check_key(key, self._limits.max_key_bytes)
+        blob = encode_value(value, self._limits.max_value_bytes)
+        return self._write(key, context, blob, w, sloppy)
+
+    def delete(self, key: Any, *, context: Optional[Context] = None, w: Optional[int] = None,
+               sloppy: Optional[bool] = None) -> Context:
+        """Write a tombstone: the key reads absent; returns the new context."""
+        check_key(key, self._limits.max_key_bytes)
+        return self._write(key, context, None, w, sloppy)
+
+    def _write(self, key: Any, context: Optional[Context], blob: Optional[bytes],
+               w: Optional[int], sloppy: Optional[bool]) -> Context:
+        ctx = self._context(key, context)
+        w = self._quorum(w, "w")
+        (state,) = self.store._route(
+            "put_many", (self.name, [(key, ctx, blob)], w, sloppy, True), key, self.via
+        )
+        return _context_of(key, versioning.decode(state))
+
+    def get_many(self, keys: Iterable[Any], *, r: Optional[int] = None,
+                 sloppy: Optional[bool] = None) -> dict:
+        """{key: GetResult} for every key, in one coordinator call and one call per vnode."""
+        keys = list(dict.fromkeys(_checked_keys(keys, self._limits.max_key_bytes)))
+        r = self._quorum(r, "r")
+        if not keys:
+            return {}
+        blobs = self.store._route("get_many", (self.name, keys, r, sloppy), None, self.via)
+        return {key: GetResult(key, blob, self.merge) for key, blob in zip(keys, blobs)}
+
+    def put_many(self, mapping: Mapping[Any, Any], *, w: Optional[int] = None,
+                 sloppy: Optional[bool] = None) -> None:
+        """Write every (key, value) blind (no context: each adds a sibling to what is stored)."""
+        if not isinstance(mapping, Mapping):
+            raise InvalidValue(f"put_many takes a mapping of key to value, not {type(mapping).__name__}")
+        limit_key, limit_value = self._limits.max_key_bytes, self._limits.max_value_bytes
+        writes = []
+        for key, value in mapping.items():
+            check_key(key, limit_key)
+            writes.append((key, None, encode_value(value, limit_value)))
+        w = self._quorum(w, "w")
+        if writes:
+            self.store._route("put_many", (self.name, writes, w, sloppy, False), None, self.via)
+
+
+def _checked_keys(keys: Iterable[Any], max_key_bytes: int) -> list:
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+        raise InvalidKey(f"get_many takes an iterable of keys, not {type(keys).__name__}")
+    keys = list(keys)
+    for key in keys:
+        check_key(key, max_key_bytes)
+    return keys

@@ -1,0 +1,420 @@
+"""Coordination of reads and writes: Dynamo's request state machine (§4.5-4.7).
+
+Role: turn a batch of gets or puts on one table into as few vnode calls as possible (one per
+vnode per round), wait for R or W of the N replicas of every key range, and repair what it saw
+stale. The same `Router` runs inside each node's `Coordinator` actor (routing "coordinator")
+and, later, in a caller's process (routing "client").
+
+Rules it keeps:
+- every call between actors has a deadline (`timeouts.request_ms`); a vnode that times out or
+  errs is marked down by this router's local failure detector and probed again after a back-off
+  that doubles per consecutive failure (§4.8.1: a local view, never waiting for Ray's own);
+- a put is coordinated by the first reachable primary of the key's preference list (a fallback
+  only when none is), which makes the new version and returns it; the other replicas merge it;
+- sloppy quorum (§4.6): a down or unreachable primary is replaced by the next healthy fallback in
+  walk order, which keeps the write under a hint naming the primary; ``strict`` tables and
+  ``sloppy=False`` requests use primaries only;
+- a read merges the states of R replicas; after answering it waits for the rest until the
+  deadline and sends the merged state to every primary that replied stale or missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Optional
+
+from . import placement, versioning
+from .config import StoreConfig
+from .errors import ConfigError, TableNotFound, Unavailable
+from .ring import Ring
+
+
+class _RangeJob:
+    """One key range of one request: its keys, the vnodes serving it and their answers."""
+
+    __slots__ = ("kp", "keys", "payload", "slots", "spare", "primaries", "acks", "replies",
+                 "blobs", "coordinator", "tried")
+
+    def __init__(self, kp: int, primaries: tuple, slots: list, spare: list):
+        self.kp = kp
+        self.keys: list = []
+        self.payload: list = []  # writes (key, ctx, value) or, after coordination, (key, blob)
+        self.primaries = primaries
+        self.slots = slots  # [(vnode, hint)]: the N replicas this request uses
+        self.spare = spare  # fallbacks not used yet, in walk order
+        self.acks = 0
+        self.replies: list = []  # reads: (vnode, [blob | None])
+        self.blobs: Optional[list] = None  # puts: the coordinated states
+        self.coordinator: Optional[int] = None
+        self.tried: set = set()
+
+    def substitute(self, failed: int, hint: Optional[int]) -> Optional[tuple]:
+        """Replace a failed slot by the next spare fallback, hinted for the intended primary."""
+        self.slots = [s for s in self.slots if s[0] != failed]
+        if not self.spare:
+            return None
+        sub = (self.spare.pop(0), hint if hint is not None else failed)
+        self.slots.append(sub)
+        return sub
+
+
+class Router:
+    def __init__(self, store: str, config: StoreConfig, ring: Ring, origin: Optional[str] = None):
+        self.store = store
+        self.config = config
+        self.ring = ring
+        self.origin = origin  # the node this router runs for (None: a client process)
+        self.unreachable: frozenset = frozenset()  # nodes cut off from origin (Store.partition)
+        self._handles: dict[int, tuple[str, Any]] = {}
+        self._down_until: dict[int, float] = {}
+        self._failures: dict[int, int] = {}
+        self._background: set = set()
+
+    # --- membership and local failure detection --------------------------------------------
+    def set_ring(self, ring: Ring) -> None:
+        if ring.version >= self.ring.version:
+            self.ring = ring
+
+    def set_unreachable(self, nodes: Iterable[str]) -> None:
+        self.unreachable = frozenset(nodes)
+
+    def usable(self, vnode: int) -> bool:
+        if self.ring.owners[vnode] in self.unreachable:
+            return False
+        return self._down_until.get(vnode, 0.0) <= time.monotonic()
+
+    def mark_down(self, vnode: int) -> None:
+        fd = self.config.failure_detection
+        failures = self._failures.get(vnode, 0) + 1
+        self._failures[vnode] = failures
+        backoff_ms = min(fd.backoff_ms * 2 ** (failures - 1), fd.max_backoff_ms)
+        self._down_until[vnode] = time.monotonic() + backoff_ms / 1000
+        self._handles.pop(vnode, None)  # re-resolve by name on the probe: it may have restarted
+
+    def mark_up(self, vnode: int) -> None:
+        if self._failures.pop(vnode, None) is not None:
+            self._down_until.pop(vnode, None)
+
+    def down_vnodes(self) -> list[int]:
+        now = time.monotonic()
+        return sorted(v for v, t in self._down_until.items() if t > now)
+
+    def _handle(self, vnode: int) -> Any:
+        owner = self.ring.owners[vnode]
+        cached = self._handles.get(vnode)
+        if cached is not None and cached[0] == owner:
+            return cached[1]
+        handle = placement.lookup(placement.vnode_actor_name(self.store, owner, vnode))
+        if handle is not None:
+            self._handles[vnode] = (owner, handle)
+        return handle
+
+    def _call(self, vnode: int, method: str, *args: Any) -> asyncio.Future:
+        """Start one vnode call; a vnode that is unreachable or gone gives a failed future."""
+        if self.ring.owners[vnode] in self.unreachable:
+            return _failed(ConnectionError(f"vnode {vnode} is on the other side of a partition"))
+        handle = self._handle(vnode)
+        if handle is None:
+            return _failed(LookupError(f"vnode {vnode} has no live actor"))
+        try:
+            return getattr(handle, method).remote(*args).as_future()
+        except Exception as e:  # e.g. the handle's pending-call limit
+            return _failed(e)
+
+    def _keep(self, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- planning ----------------------------------------------------------------------------
+    def _table(self, table: str):
+        try:
+            return self.config.tables[table]
+        except KeyError:
+            raise TableNotFound(f"table {table!r} is not in the store's config") from None
+
+    def _plan(self, keys: Iterable, n: int, sloppy: bool) -> tuple[dict, list]:
+        """Group keys by range and choose each range's replicas: healthy primaries, and for
+        each unusable primary the next healthy fallback (sloppy) with a hint naming it."""
+        jobs: dict[int, _RangeJob] = {}
+        index: list = []
+        partition_of = self.ring.partition_of
+        for key in keys:
+            kp = partition_of(key)
+            job = jobs.get(kp)
+            if job is None:
+                primaries = self.ring.preference_list(kp, n)
+                spare = [f for f in self.ring.fallbacks(kp, n) if self.usable(f)] if sloppy else []
+                slots = []
+                for p in primaries:
+                    if self.usable(p):
+                        slots.append((p, None))
+                    elif spare:
+                        slots.append((spare.pop(0), p))
+                job = jobs[kp] = _RangeJob(kp, primaries, slots, spare)
+            index.append((job, len(job.keys)))
+            job.keys.append(key)
+        return jobs, index
+
+    def _deadline(self, calls: int) -> float:
+        """A request may spend ``calls`` call deadlines in sequence (a failed call's substitute)."""
+        return time.monotonic() + calls * self.config.timeouts.request_ms / 1000
+
+    async def _fan_out(
+        self,
+        table: str,
+        method: str,
+        sends: dict,
+        group: Callable,
+        on_reply: Callable,
+        on_failure: Callable,
+        done: Callable,
+        deadline: float,
+    ) -> dict:
+        """Send ``sends`` ({vnode: [(job, hint)]}), one call per vnode, until ``done()`` or the
+        request's deadline. A call that fails or outlives its own deadline (request_ms) marks
+        its vnode down and gives each of its jobs a substitute via ``on_failure``.
+        Returns the calls still outstanding: {future: (vnode, items, call deadline)}."""
+        pending: dict = {}
+        call_ms = self.config.timeouts.request_ms / 1000
+
+        def launch(batch: dict) -> None:
+            expires = min(time.monotonic() + call_ms, deadline)
+            for vnode, items in batch.items():
+                groups = [group(job, hint) for job, hint in items]
+                pending[self._call(vnode, method, table, groups)] = (vnode, items, expires)
+
+        def fail(vnode: int, items: list, retry: dict) -> None:
+            self.mark_down(vnode)
+            for job, hint in items:
+                sub = on_failure(job, vnode, hint)
+                if sub is not None:
+                    retry[sub[0]].append((job, sub[1]))
+
+        launch(sends)
+        while pending and not done():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            first_expiry = min(expires for _, _, expires in pending.values())
+            finished, _ = await asyncio.wait(
+                pending, timeout=max(0.0, first_expiry - now), return_when=asyncio.FIRST_COMPLETED
+            )
+            retry: dict = defaultdict(list)
+            for fut in finished:
+                vnode, items, _ = pending.pop(fut)
+                if fut.exception() is None:
+                    self.mark_up(vnode)
+                    for (job, hint), result in zip(items, fut.result()):
+                        on_reply(job, vnode, hint, result)
+                else:
+                    fail(vnode, items, retry)
+            now = time.monotonic()
+            for fut in [f for f, (_, _, expires) in pending.items() if expires <= now]:
+                vnode, items, _ = pending.pop(fut)  # a local timeout: the call's deadline passed
+                fail(vnode, items, retry)
+            launch(retry)
+        now = time.monotonic()
+        for fut in [f for f, (_, _, expires) in pending.items() if expires <= now]:
+            self.mark_down(pending.pop(fut)[0])  # the request's deadline passed first
+        return pending
+
+    # --- reads --------------------------------------------------------------------------------
+    async def get_many(self, table: str, keys: list, r: Optional[int] = None,
+                       sloppy: Optional[bool] = None) -> list:
+        """The merged encoded state of every key (None when no replica has it), in order."""
+        tcfg = self._table(table)
+        r = _quorum(r, tcfg.r, tcfg.n, "r")
+        sloppy = (not tcfg.strict) if sloppy is None else sloppy
+        jobs, index = self._plan(keys, tcfg.n, sloppy)
+        sends: dict = defaultdict(list)
+        for job in jobs.values():
+            for vnode, hint in job.slots:
+                sends[vnode].append((job, hint))
+
+        def on_reply(job, vnode, hint, blobs):
+            job.replies.append((vnode, blobs))
+
+        def on_failure(job, vnode, hint):
+            return job.substitute(vnode, hint)
+
+        def done():
+            return all(len(j.replies) >= r for j in jobs.values())
+
+        deadline = self._deadline(2)
+        pending = await self._fan_out(
+            table, "get", sends, lambda job, hint: (job.kp, job.keys), on_reply, on_failure,
+            done, deadline,
+        )
+        short = [j for j in jobs.values() if len(j.replies) < r]
+        if short:
+            raise _unavailable("read", short, r, lambda j: len(j.replies))
+        policy = tcfg.conflict
+        max_entries = self.config.versioning.max_clock_entries
+        merged = {kp: _merge_replies(job.replies, policy, max_entries) for kp, job in jobs.items()}
+        if self.config.read_repair:
+            self._keep(self._read_repair(table, jobs, pending, policy, max_entries))
+        return [merged[job.kp][i] for job, i in index]
+
+    async def _read_repair(self, table: str, jobs: dict, pending: dict, policy: str,
+                           max_entries: int) -> None:
+        """Wait for late replies until their calls' deadlines, then send the merged state to every
+        primary that replied stale or missing."""
+        if pending:
+            last = max(expires for _, _, expires in pending.values())
+            finished, _ = await asyncio.wait(pending, timeout=max(0.0, last - time.monotonic()))
+            for fut in finished:
+                vnode, items, _ = pending[fut]
+                if fut.exception() is None:
+                    for (job, _), blobs in zip(items, fut.result()):
+                        job.replies.append((vnode, blobs))
+        repairs: dict = defaultdict(list)
+        for job in jobs.values():
+            merged = _merge_replies(job.replies, policy, max_entries)
+            for vnode, blobs in job.replies:
+                if vnode not in job.primaries:
+                    continue
+                stale = [(k, m) for k, b, m in zip(job.keys, blobs, merged) if m is not None and b != m]
+                if stale:
+                    repairs[vnode].append((job.kp, None, stale))
+        for vnode, groups in repairs.items():
+            self._keep(_quiet(self._call(vnode, "merge", table, groups)))
+
+    # --- writes -------------------------------------------------------------------------------
+    async def put_many(self, table: str, writes: list, w: Optional[int] = None,
+                       sloppy: Optional[bool] = None, want_states: bool = True) -> Optional[list]:
+        """Write ``writes`` [(key, context | None, value bytes | None for a delete)]; returns the
+        new encoded state of every key (``want_states``) once W replicas hold it."""
+        tcfg = self._table(table)
+        w = _quorum(w, tcfg.w, tcfg.n, "w")
+        sloppy = (not tcfg.strict) if sloppy is None else sloppy
+        jobs, index = self._plan((key for key, _, _ in writes), tcfg.n, sloppy)
+        for (job, _), write in zip(index, writes):
+            job.payload.append(write)
+        deadline = self._deadline(3)
+        await self._coordinate(table, jobs, deadline)
+        await self._replicate(table, jobs, w, deadline)
+        short = [j for j in jobs.values() if j.acks < w]
+        if short:
+            raise _unavailable("write", short, w, lambda j: j.acks)
+        if not want_states:
+            return None
+        return [job.blobs[i] for job, i in index]
+
+    def _next_coordinator(self, job: _RangeJob) -> Optional[tuple]:
+        """The first untried primary slot, else the first untried fallback slot."""
+        untried = [s for s in job.slots if s[0] not in job.tried]
+        untried.sort(key=lambda s: s[1] is not None)
+        return untried[0] if untried else None
+
+    async def _coordinate(self, table: str, jobs: dict, deadline: float) -> None:
+        sends: dict = defaultdict(list)
+        for job in jobs.values():
+            slot = self._next_coordinator(job)
+            if slot is not None:
+                job.tried.add(slot[0])
+                sends[slot[0]].append((job, slot[1]))
+
+        def on_reply(job, vnode, hint, blobs):
+            job.blobs, job.coordinator, job.acks = blobs, vnode, 1
+
+        def on_failure(job, vnode, hint):
+            job.substitute(vnode, hint)
+            slot = self._next_coordinator(job)
+            if slot is not None:
+                job.tried.add(slot[0])
+            return slot
+
+        await self._fan_out(
+            table, "coordinate", sends, lambda job, hint: (job.kp, hint, job.payload),
+            on_reply, on_failure, lambda: all(j.blobs is not None or not
+                                              self._next_coordinator(j) for j in jobs.values()),
+            deadline,
+        )
+
+    async def _replicate(self, table: str, jobs: dict, w: int, deadline: float) -> None:
+        sends: dict = defaultdict(list)
+        for job in jobs.values():
+            if job.blobs is None:
+                continue
+            job.payload = list(zip(job.keys, job.blobs))
+            for vnode, hint in job.slots:
+                if vnode != job.coordinator:
+                    sends[vnode].append((job, hint))
+
+        def on_reply(job, vnode, hint, count):
+            job.acks += 1
+
+        def on_failure(job, vnode, hint):
+            return job.substitute(vnode, hint)
+
+        await self._fan_out(
+            table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload),
+            on_reply, on_failure, lambda: all(j.acks >= w for j in jobs.values()), deadline,
+        )
+
+
+class Coordinator:
+    """The coordinator actor of one node: a Router whose origin is that node."""
+
+    def __init__(self, store: str, node: str, config: StoreConfig, ring: Ring):
+        self.router = Router(store, config, ring, origin=node)
+
+    def ready(self) -> bool:
+        return True
+
+    async def get_many(self, table: str, keys: list, r=None, sloppy=None) -> list:
+        return await self.router.get_many(table, keys, r, sloppy)
+
+    async def put_many(self, table: str, writes: list, w=None, sloppy=None,
+                       want_states: bool = True) -> Optional[list]:
+        return await self.router.put_many(table, writes, w, sloppy, want_states)
+
+    def set_unreachable(self, nodes: list) -> None:
+        self.router.set_unreachable(nodes)
+
+    def set_ring(self, ring: Ring) -> None:
+        self.router.set_ring(ring)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _quorum(value: Optional[int], default: int, n: int, name: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
+        raise ConfigError(f"{name}={value!r} must be an integer from 1 to n={n}")
+    return value
+
+
+def _merge_replies(replies: list, policy: str, max_entries: int) -> list:
+    merged = list(replies[0][1])
+    for _, blobs in replies[1:]:
+        for i, blob in enumerate(blobs):
+            if blob != merged[i]:
+                merged[i] = versioning.merge_blobs(merged[i], blob, policy, max_entries)
+    return merged
+
+
+def _unavailable(what: str, short: list, needed: int, got: Callable) -> Unavailable:
+    first = short[0]
+    keys = [k for job in short for k in job.keys]
+    return Unavailable(
+        f"{what} of {first.keys[0]!r} reached {got(first)} of the {needed} replicas it needs"
+        + (f" ({len(keys)} keys in {len(short)} ranges missed their quorum)" if len(keys) > 1 else ""),
+        key=first.keys[0], keys=keys, needed=needed, got=got(first),
+    )
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut
+
+
+async def _quiet(fut: asyncio.Future) -> None:
+    try:
+        await fut
+    except Exception:
+        pass

@@ -322,7 +322,8 @@ class Store:
 
     # --- operations ---------------------------------------------------------------------------
     def status(self):
-        """One row per vnode: node, partition, up, keys, bytes, hints_pending, ranges, actor."""
+        """One row per vnode: node, partition, up, keys, bytes, hints_pending, ranges (key
+        ranges held), calls (requests served) and actor (the vnode's current version id)."""
         import pandas as pd
 
         rows: list[dict] = []
@@ -339,9 +340,10 @@ class Store:
                             for p in self.ring.partitions_of(node)]
             rows.extend(answered)
         frame = pd.DataFrame(rows)
-        for column in ("keys", "bytes", "hints_pending", "ranges"):
+        for column in ("keys", "bytes", "hints_pending", "ranges", "calls"):
             frame[column] = frame[column].fillna(0).astype(int) if column in frame else 0
-        columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "actor"]
+        columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "calls",
+                   "actor"]
         frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
         return frame
 

@@ -46,6 +46,7 @@ class VNode:
         self.ranges: dict[RangeId, RangeStore] = {}
         self.hinted: dict[HintId, RangeStore] = {}
         self.clock_skew_ms = 0
+        self.calls = 0  # requests served (coordinate, merge, get): one per vnode per batch
 
     # --- helpers ---------------------------------------------------------------------------
     def _now_ms(self) -> int:
@@ -73,6 +74,7 @@ class VNode:
     def coordinate(self, table: str, groups: Iterable) -> list[list[bytes]]:
         """Apply writes as coordinator. groups: [(kp, hint, [(key, context|None, value|None)])];
         returns the new encoded state of every key, in order."""
+        self.calls += 1
         tcfg = self.config.tables[table]
         max_entries = self.config.versioning.max_clock_entries
         now = self._now_ms()
@@ -97,6 +99,7 @@ class VNode:
     def merge(self, table: str, groups: Iterable) -> list[int]:
         """Fold states made elsewhere. groups: [(kp, hint, [(key, blob)])]; returns, per group,
         how many keys changed here."""
+        self.calls += 1
         policy = self.config.tables[table].conflict
         max_entries = self.config.versioning.max_clock_entries
         changed = []
@@ -115,6 +118,7 @@ class VNode:
 
     def get(self, table: str, groups: Iterable) -> list[list[Optional[bytes]]]:
         """Stored states. groups: [(kp, [key])]; a fallback answers from its hinted copies too."""
+        self.calls += 1
         policy = self.config.tables[table].conflict
         max_entries = self.config.versioning.max_clock_entries
         out = []
@@ -145,6 +149,7 @@ class VNode:
             "bytes": sum(s.nbytes for s in self.ranges.values()),
             "ranges": len(self.ranges),
             "hints_pending": sum(len(s) for s in self.hinted.values()),
+            "calls": self.calls,
         }
 
     def inspect(self, table: str, kp: int, key) -> list[tuple[Optional[int], bytes]]:

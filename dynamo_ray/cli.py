@@ -1,0 +1,186 @@
+"""The `dynamo-ray` command: run the demo, start and stop a store on a Ray cluster, inspect it,
+and read and write keys (values as JSON).
+
+Every command that talks to a running cluster takes ``--address`` (default ``auto``) and
+``--name`` (the store's name, default ``dynamo``). Errors print one line and exit with 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import click
+
+from .errors import DynamoError
+
+
+def _connect(address: str, name: str):
+    from .client import connect
+
+    return connect(name, address=address)
+
+
+def _shutdown() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(1)
+
+
+address_option = click.option("--address", default="auto", show_default=True,
+                              help="Ray cluster address")
+name_option = click.option("--name", default="dynamo", show_default=True, help="store name")
+table_option = click.option("--table", default="default", show_default=True)
+
+
+@click.group()
+def main() -> None:
+    """dynamo_ray: Amazon's Dynamo as actors on Ray."""
+
+
+@main.command()
+def demo() -> None:
+    """Start a local store, tell the shopping-cart story, stop everything."""
+    import dynamo_ray as dr
+    from .demo import cart_story
+
+    store = None
+    try:
+        click.echo("Starting a local store (4 nodes, 16 partitions, N=3 R=2 W=2) ...")
+        store = dr.start(name="dynamo-demo")
+        click.echo(f"Nodes: {', '.join(store.nodes())}\n")
+        cart_story(store, say=click.echo)
+    except (DynamoError, AssertionError) as e:
+        _fail(e)
+    finally:
+        if store is not None:
+            store.stop()
+        _shutdown()
+    click.echo("\nStore stopped.")
+
+
+@main.command()
+@click.option("--config", "config_path", default=None, help="YAML config (default: built-in)")
+@address_option
+@click.option("--name", default=None, help="store name (default: the config's)")
+def up(config_path: Optional[str], address: str, name: Optional[str]) -> None:
+    """Start a store on a running Ray cluster (detached); a no-op if it is already running."""
+    import ray
+
+    from . import config as config_mod
+    from . import placement
+    from .client import start
+
+    try:
+        cfg = config_mod.load(config_path, **({"name": name} if name else {}))
+        ray.init(address=address, logging_level="warning", log_to_driver=False)
+        if placement.store_node_names(cfg.name):
+            click.echo(f"store {cfg.name!r} is already running")
+            return
+        store = start(cfg, name=cfg.name)
+        click.echo(f"store {cfg.name!r} is up: {len(store.nodes())} nodes, "
+                   f"{store.ring.partitions} partitions, placement {cfg.placement}")
+    except (DynamoError, ConnectionError) as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
+@main.command()
+@address_option
+@name_option
+def down(address: str, name: str) -> None:
+    """Stop the store and remove every actor of it."""
+    try:
+        store = _connect(address, name)
+        store.stop()
+        click.echo(f"store {name!r} is down")
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
+@main.command()
+@address_option
+@name_option
+def status(address: str, name: str) -> None:
+    """One row per vnode: node, partition, up, keys, bytes, hints pending."""
+    try:
+        frame = _connect(address, name).status()
+        click.echo(frame.to_string(index=False))
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
+def _result_json(key: Any, got) -> str:
+    return json.dumps({"key": key, "values": got.values, "siblings": len(got.values)})
+
+
+@main.command()
+@click.argument("key")
+@table_option
+@address_option
+@name_option
+def get(key: str, table: str, address: str, name: str) -> None:
+    """Print the key's values as JSON."""
+    try:
+        click.echo(_result_json(key, _connect(address, name).table(table).get(key)))
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
+@main.command()
+@click.argument("key")
+@click.argument("value")
+@table_option
+@click.option("--blind", is_flag=True, help="write without reading first: adds a sibling")
+@address_option
+@name_option
+def put(key: str, value: str, table: str, blind: bool, address: str, name: str) -> None:
+    """Set KEY to VALUE (JSON), replacing what a read sees (or beside it, with --blind)."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as e:
+        _fail(ValueError(f"VALUE must be JSON: {e}"))
+    try:
+        t = _connect(address, name).table(table)
+        context = None if blind else t.get(key).context
+        t.put(key, parsed, context=context)
+        click.echo(_result_json(key, t.get(key)))
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
+@main.command()
+@click.argument("key")
+@table_option
+@address_option
+@name_option
+def delete(key: str, table: str, address: str, name: str) -> None:
+    """Delete KEY (what a read sees of it)."""
+    try:
+        t = _connect(address, name).table(table)
+        t.delete(key, context=t.get(key).context)
+        click.echo(json.dumps({"key": key, "deleted": True}))
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The shopping-cart story of the paper, told against a running store (`dynamo-ray demo`,
+`jobs/shopping_cart.py`).
+
+Two clients, a phone and a laptop, read the same empty cart and each add an item without seeing
+the other's write. Dynamo keeps both as siblings; the application merges them with a set union
+and writes the merged cart back with the read's context, which resolves the conflict.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from . import merges
+from .client import Store
+
+
+def cart_story(store: Store, customer: str = "alice", say: Callable[[str], None] = print) -> list:
+    """Returns the final cart; raises AssertionError if the store broke the story."""
+    carts = store.table("carts")
+    say(f"Two clients open {customer}'s empty cart.")
+    phone_view = carts.get(customer)
+    laptop_view = carts.get(customer)
+    say(f"  phone reads:  {phone_view.values}    laptop reads: {laptop_view.values}")
+    carts.put(customer, (phone_view.value or []) + ["book"], context=phone_view.context)
+    say("  phone adds 'book'   (with the context of its read)")
+    carts.put(customer, (laptop_view.value or []) + ["lamp"], context=laptop_view.context)
+    say("  laptop adds 'lamp'  (with the context of its own, older read)")
+    both = carts.get(customer)
+    say(f"The next read returns {len(both.values)} siblings: {both.values}")
+    assert len(both.values) == 2, f"expected two siblings, got {both.values}"
+    merged = merges.union(both.values)
+    say(f"The application merges them with union: {merged}")
+    carts.put(customer, merged, context=both.context)
+    final = carts.get(customer)
+    say(f"Written back with the read's context, the cart reads as one value: {final.value}")
+    assert final.values == [merged], f"expected one merged value, got {final.values}"
+    return final.value

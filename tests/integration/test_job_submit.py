@@ -1,0 +1,79 @@
+"""The operator's path: a Ray head from `ray start`, `dynamo-ray up`, a `ray job submit`, `down`.
+
+Runs its own Ray head (token auth, as Ray 2.60's job server wants) on free loopback ports, and
+stops it by terminating `ray start --block`, which takes every process it started with it.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(args, env, timeout=180):
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def ray_head():
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={gcs_port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
+         "--num-cpus=2", "--disable-usage-stats"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        dashboard = f"http://127.0.0.1:{dashboard_port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # the job server answers once the head is up
+            if _run([os.path.join(BIN, "ray"), "job", "list", "--address", dashboard], env, 30).returncode == 0:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the Ray head did not come up within 90 s")
+        yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "env": env}
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+
+
+def test_shopping_cart_job_runs_against_a_store_started_with_up(ray_head):
+    env, gcs = ray_head["env"], ray_head["gcs"]
+    cli = os.path.join(BIN, "dynamo-ray")
+    up = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
+    assert up.returncode == 0, up.stderr[-3000:]
+    again = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
+    assert "already running" in again.stdout  # up is idempotent
+    try:
+        job = _run(
+            [os.path.join(BIN, "ray"), "job", "submit", "--address", ray_head["dashboard"],
+             "--working-dir", ".", "--", "python", "jobs/shopping_cart.py", "--name", "jobs"],
+            env, timeout=300,
+        )
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "shopping cart job done: ['book', 'lamp']" in job.stdout
+    finally:
+        down = _run([cli, "down", "--address", gcs, "--name", "jobs"], env)
+    assert down.returncode == 0, down.stderr[-3000:]
+    left = _run([sys.executable, "-c",
+                 f"import ray; ray.init(address={gcs!r}, logging_level='error');"
+                 "from dynamo_ray import placement; print('LEFT', placement.store_actor_names('jobs'))"],
+                env)
+    assert "LEFT []" in left.stdout, left.stdout + left.stderr[-2000:]

@@ -36,6 +36,7 @@ from .errors import (
     Unavailable,
     ValueTooLarge,
 )
+from .localray import start_local_ray
 from .node import Node
 from .ring import Ring, claim, key_hash
 
@@ -150,20 +151,15 @@ class GetResult:
 
 
 # --- Ray session ----------------------------------------------------------------------------------
-def _ensure_ray(address: Optional[str]) -> None:
+def _ensure_ray() -> None:
+    """Use the Ray this process is connected to; else the cluster in RAY_ADDRESS (a Ray job);
+    else start a private local Ray on 127.0.0.1."""
     if ray.is_initialized():
         return
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        ray.init(
-            address="local",
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            logging_level="warning",
-            log_to_driver=False,
-        )
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="warning", log_to_driver=False)
     else:
-        ray.init(address=address or os.environ["RAY_ADDRESS"], logging_level="warning",
-                 log_to_driver=False)
+        start_local_ray()
 
 
 def _rpc_timeout_s(config: StoreConfig) -> float:
@@ -179,7 +175,7 @@ def start(config: Any = None, *, name: str = "dynamo", **overrides: Any) -> "Sto
     cfg = config_mod.load(config, **overrides)
     if name != "dynamo":  # an explicit name wins over the config's
         cfg = config_mod.load(cfg, name=name)
-    _ensure_ray(None)
+    _ensure_ray()
     if placement.store_node_names(cfg.name):
         raise StoreExists(
             f"a store named {cfg.name!r} is already running; use dynamo_ray.connect({cfg.name!r})"
@@ -187,19 +183,25 @@ def start(config: Any = None, *, name: str = "dynamo", **overrides: Any) -> "Sto
     replicas = max(t.n for t in cfg.tables.values())
     ring = claim(cfg.partitions, placement.node_names(cfg.nodes), replicas)
     ray_nodes = placement.ray_nodes_for(cfg.placement, cfg.nodes)
+    try:
+        _spawn_nodes(cfg.name, cfg, ring, dict(zip(placement.node_names(cfg.nodes), ray_nodes)))
+    except DynamoError:
+        _kill_store_actors(cfg.name)
+        raise
+    return Store(cfg.name, cfg, ring)
+
+
+def _spawn_nodes(name: str, cfg: StoreConfig, ring: Ring, where: Mapping[str, str]) -> None:
+    """Start node actors {node: Ray node id} and wait until each has its vnodes up."""
     handles = [
-        placement.spawn(
-            Node, placement.node_actor_name(cfg.name, node), cfg.name, node, cfg, ring,
-            ray_node_id=ray_node, detached=True,
-        )
-        for node, ray_node in zip(placement.node_names(cfg.nodes), ray_nodes)
+        placement.spawn(Node, placement.node_actor_name(name, node), name, node, cfg, ring,
+                        ray_node_id=ray_node, detached=True)
+        for node, ray_node in where.items()
     ]
     try:
         ray.get([h.ready.remote() for h in handles], timeout=START_TIMEOUT_S)
     except Exception as e:
-        _kill_store_actors(cfg.name)
-        raise DynamoError(f"store {cfg.name!r} failed to start: {e}") from None
-    return Store(cfg.name, cfg, ring)
+        raise DynamoError(f"store {name!r}: nodes {sorted(where)} failed to start: {e}") from None
 
 
 def connect(name: str = "dynamo", *, address: Optional[str] = "auto") -> "Store":
@@ -229,14 +231,27 @@ def _describe(name: str) -> dict:
     raise ClusterNotFound(f"store {name!r} has node actors but none answered ({', '.join(errors)})")
 
 
-def _kill_store_actors(name: str) -> None:
-    for actor_name in placement.store_actor_names(name):
+def _kill_store_actors(name: str, node: Optional[str] = None) -> None:
+    """Kill every actor of store ``name`` (of one of its nodes, if given)."""
+    names = placement.store_actor_names(name)
+    if node is not None:
+        names = [n for n in names if n.split(":")[2] == node]
+    for actor_name in names:
         handle = placement.lookup(actor_name)
         if handle is not None:
             try:
                 ray.kill(handle, no_restart=True)
             except Exception:
                 pass
+
+
+def _quiet_get(refs: list, timeout_s: float) -> None:
+    """Wait for fire-and-forget control calls; a node that is down simply does not answer."""
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=timeout_s)
+        except Exception:
+            pass
 
 
 def _reconnect(name: str, config: StoreConfig, ring: Ring) -> "Store":
@@ -278,11 +293,12 @@ class Store:
 
     # --- coordinators -------------------------------------------------------------------------
     def _coordinator(self, node: str) -> Optional[Any]:
-        handle = self._coordinators.get(node)
-        if handle is None:
-            handle = placement.lookup(placement.coordinator_actor_name(self.name, node))
-            if handle is not None:
-                self._coordinators[node] = handle
+        """The coordinator of ``node``; a node found gone is not looked up again for a second."""
+        cached = self._coordinators.get(node)
+        if cached is not None and (cached[0] is not None or time.monotonic() < cached[1]):
+            return cached[0]
+        handle = placement.lookup(placement.coordinator_actor_name(self.name, node))
+        self._coordinators[node] = (handle, time.monotonic() + 1.0)
         return handle
 
     def _route(self, method: str, args: tuple, first_key: Any, via: Optional[str]) -> Any:
@@ -314,7 +330,7 @@ class Store:
             except ray.exceptions.GetTimeoutError:
                 failures.append(f"{node}: no answer within {timeout:.1f}s")
             except ray.exceptions.RayError as e:
-                self._coordinators.pop(node, None)
+                self._coordinators[node] = (None, time.monotonic() + 1.0)
                 failures.append(f"{node}: {type(e).__name__}")
         raise Unavailable(
             f"no coordinator answered ({'; '.join(failures)})", key=first_key, needed=1, got=0
@@ -346,6 +362,117 @@ class Store:
                    "actor"]
         frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
         return frame
+
+    # --- fault injection (DESIGN §4; the chaos jobs and tests use these) ----------------------
+    def _node_handle(self, node: str) -> Optional[Any]:
+        if node not in self.ring.nodes:
+            raise ConfigError(f"{node!r} is not a node of store {self.name!r} ({self.nodes()})")
+        return placement.lookup(placement.node_actor_name(self.name, node))
+
+    def _wait_gone(self, node: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            n.split(":")[2] == node for n in placement.store_actor_names(self.name)
+        ):
+            time.sleep(0.05)
+
+    def fail_node(self, node: str) -> None:
+        """Crash ``node``: its node actor, vnodes and coordinator die; their memory is gone."""
+        self._node_handle(node)
+        _kill_store_actors(self.name, node)
+        self._wait_gone(node)
+        self._coordinators.pop(node, None)
+
+    def recover_node(self, node: str) -> None:
+        """Start a fresh ``node`` (same name and partitions, empty memory) in place of a failed
+        one: on the Ray node it was on if that is alive, else on one hosting no store node."""
+        if self._node_handle(node) is not None:
+            raise ConfigError(f"{node!r} is running; fail_node({node!r}) first")
+        self._wait_gone(node)
+        _spawn_nodes(self.name, self.config, self.ring, {node: self._ray_node_for(node)})
+        self._coordinators.pop(node, None)
+
+    def _ray_node_for(self, node: str) -> str:
+        if self.config.placement == "local":
+            return placement.current_ray_node()
+        alive = placement.alive_ray_nodes()
+        used = set()
+        for other in self.ring.nodes:
+            handle = placement.lookup(placement.node_actor_name(self.name, other))
+            if handle is not None:
+                try:
+                    used.add(ray.get(handle.describe.remote(), timeout=10)["ray_node"])
+                except Exception:
+                    pass
+        free = [n for n in alive if n not in used]
+        if not free:
+            raise Unavailable(f"no Ray node without a store node is alive to host {node!r}")
+        return free[0]
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Cut the network: calls between nodes of different groups fail as unreachable. Nodes
+        named in no group form one more group together. A node's coordinator is on its side."""
+        sides = [list(g) for g in groups]
+        named = [n for g in sides for n in g]
+        for n in named:
+            self._node_handle(n)
+        if len(set(named)) != len(named):
+            raise ConfigError(f"a node is named in two groups: {sides}")
+        rest = [n for n in self.ring.nodes if n not in named]
+        if rest:
+            sides.append(rest)
+        side_of = {n: i for i, g in enumerate(sides) for n in g}
+        self._set_unreachable({
+            n: [m for m in self.ring.nodes if side_of[m] != side_of[n]] for n in self.ring.nodes
+        })
+
+    def heal(self) -> None:
+        """End every partition."""
+        self._set_unreachable({n: [] for n in self.ring.nodes})
+
+    def _set_unreachable(self, cut: Mapping[str, list]) -> None:
+        refs = []
+        for node, others in cut.items():
+            handle = self._node_handle(node)
+            if handle is not None:
+                refs.append(handle.set_unreachable.remote(others))
+        _quiet_get(refs, _rpc_timeout_s(self.config))
+
+    def slow_node(self, node: str, delay_ms: int, *, clock_skew_ms: int = 0) -> None:
+        """Make ``node``'s vnodes answer ``delay_ms`` late (0 ends it); optionally skew the
+        clock its versions are stamped with."""
+        handle = self._node_handle(node)
+        if handle is not None:
+            _quiet_get([handle.set_faults.remote(delay_ms, clock_skew_ms)], _rpc_timeout_s(self.config))
+
+    # --- inspection ---------------------------------------------------------------------------
+    def inspect(self, table: str, key: Any) -> dict[str, list]:
+        """Every copy of ``key`` in the store: {replica: [values]}, one entry per vnode that
+        holds it, primaries ("node-2/p5") and hinted copies ("node-4/p7 hint for p5") alike.
+        A deleted key shows as []."""
+        return self.inspect_many(table, [key])[key]
+
+    def inspect_many(self, table: str, keys: Iterable[Any]) -> dict[Any, dict[str, list]]:
+        """`inspect` for many keys: one call per node per range."""
+        if table not in self.config.tables:
+            raise TableNotFound(f"table {table!r} is not in store {self.name!r}")
+        keys = _checked_keys(keys, self.config.limits.max_key_bytes)
+        found: dict[Any, dict[str, list]] = {k: {} for k in keys}
+        refs = []
+        for node in self.ring.nodes:
+            handle = placement.lookup(placement.node_actor_name(self.name, node))
+            if handle is not None:
+                refs.append((node, handle.inspect_many.remote(table, keys)))
+        for node, ref in refs:
+            try:
+                copies = ray.get(ref, timeout=_rpc_timeout_s(self.config))
+            except Exception:
+                continue
+            for key, partition, hint, blob in copies:
+                label = f"{node}/p{partition}" + (f" hint for p{hint}" if hint is not None else "")
+                state = versioning.decode(blob)
+                found[key][label] = [decode_value(v) for v in versioning.values(state)]
+        return found
 
     def stop(self) -> None:
         """Kill every actor of this store; returns once Ray no longer lists any of them."""

@@ -11,13 +11,18 @@ its event loop on a call without a deadline.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Optional
 
-from . import placement
+import ray
+
+from . import handoff, placement
 from .config import StoreConfig
 from .coordinator import Coordinator
 from .ring import Ring
 from .vnode import VNode
+
+log = logging.getLogger(__name__)
 
 
 class Node:
@@ -38,6 +43,12 @@ class Node:
             Coordinator, placement.coordinator_actor_name(store, name), store, name, config, ring,
             ray_node_id=self.ray_node,
         )
+        self.unreachable: frozenset = frozenset()  # nodes cut off by Store.partition
+        self._deliveries: dict[tuple, Any] = {}  # (vnode, hint) -> in-flight handoff task
+        self._maintenance: Optional[asyncio.Task] = None
+        self._deliver = ray.remote(handoff.deliver_hints).options(
+            num_cpus=0, max_retries=0, scheduling_strategy=placement.pinned(self.ray_node)
+        )
 
     def _deadline_s(self) -> float:
         return self.config.timeouts.request_ms / 1000
@@ -47,7 +58,47 @@ class Node:
         await asyncio.gather(
             *(v.ready.remote() for v in self.vnodes.values()), self.coordinator.ready.remote()
         )
+        if self._maintenance is None:
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
         return self.name
+
+    # --- maintenance loop --------------------------------------------------------------------
+    async def _maintain(self) -> None:
+        """Every handoff interval: launch delivery of the hints this node's vnodes hold."""
+        while True:
+            await asyncio.sleep(self.config.handoff.interval_s)
+            try:
+                if self.config.handoff.enabled:
+                    await self._handoff_round()
+            except Exception:  # the loop must outlive any one bad round
+                log.exception("maintenance round failed on %s", self.name)
+
+    async def _handoff_round(self) -> None:
+        self._deliveries = {k: t for k, t in self._deliveries.items() if not _finished(t)}
+        for partition, vnode in self.vnodes.items():
+            try:
+                hints = await asyncio.wait_for(vnode.hint_summary.remote(), self._deadline_s())
+            except Exception:
+                continue
+            for hint in hints:
+                target_node = self.ring.owners[hint[2]]
+                if (partition, hint) in self._deliveries or target_node in self.unreachable:
+                    continue
+                self._deliveries[(partition, hint)] = self._deliver.remote(
+                    self.store, vnode, hint, target_node, self.config.handoff.batch_keys,
+                    self._deadline_s(),
+                )
+
+    # --- fault injection ---------------------------------------------------------------------
+    async def set_unreachable(self, nodes: list) -> None:
+        self.unreachable = frozenset(nodes)
+        await asyncio.wait_for(self.coordinator.set_unreachable.remote(list(nodes)), self._deadline_s())
+
+    async def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
+        await asyncio.gather(*(
+            asyncio.wait_for(v.set_faults.remote(delay_ms, clock_skew_ms), self._deadline_s())
+            for v in self.vnodes.values()
+        ))
 
     def describe(self) -> dict:
         return {"node": self.name, "config": self.config, "ring": self.ring,
@@ -64,25 +115,20 @@ class Node:
 
         return list(await asyncio.gather(*(one(p, v) for p, v in self.vnodes.items())))
 
-    async def inspect(self, table: str, kp: int, key: Any, partitions: list[int]) -> list:
-        """Copies of one key held by this node's vnodes: [(partition, hint, blob)]."""
-        async def one(partition: int) -> list:
-            handle = self.vnodes.get(partition)
-            if handle is None:
-                return []
+    async def inspect_many(self, table: str, keys: list) -> list:
+        """Copies of ``keys`` held by this node's vnodes: [(key, partition, hint, blob)]."""
+        async def one(partition: int, handle: Any) -> list:
             try:
-                copies = await asyncio.wait_for(
-                    handle.inspect.remote(table, kp, key), self._deadline_s()
-                )
+                copies = await asyncio.wait_for(handle.inspect.remote(table, keys), self._deadline_s())
             except Exception:
                 return []
-            return [(partition, hint, blob) for hint, blob in copies]
+            return [(key, partition, hint, blob) for key, hint, blob in copies]
 
-        found = await asyncio.gather(*(one(p) for p in partitions))
+        found = await asyncio.gather(*(one(p, v) for p, v in self.vnodes.items()))
         return [c for copies in found for c in copies]
 
-    def vnode_handles(self) -> dict[int, Any]:
-        return dict(self.vnodes)
 
-    def coordinator_handle(self) -> Optional[Any]:
-        return self.coordinator
+
+def _finished(ref: Any) -> bool:
+    ready, _ = ray.wait([ref], timeout=0)
+    return bool(ready)

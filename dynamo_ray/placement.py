@@ -66,8 +66,12 @@ def spawn(
     if max_concurrency is not None:
         options["max_concurrency"] = max_concurrency
     if ray_node_id is not None:
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray_node_id, soft=False)
+        options["scheduling_strategy"] = pinned(ray_node_id)
     return _remote_class(cls).options(**options).remote(*args)
+
+
+def pinned(ray_node_id: str) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(ray_node_id, soft=False)
 
 
 def lookup(name: str) -> Optional[Any]:

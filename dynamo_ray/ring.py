@@ -27,8 +27,10 @@ HASH_BITS = 128
 
 
 def key_hash(key: str | bytes) -> int:
-    """Position of a key on the ring: mmh3 x64 128-bit hash of its bytes, unsigned."""
-    return mmh3.hash128(key, 0, True, False)
+    """Position of a key on the ring: mmh3 x64 128-bit hash of its bytes, unsigned.
+
+    Keywords, not positions: mmh3 5.x reads ``hash128(key, 0, True, False)`` as signed."""
+    return mmh3.hash128(key, seed=0, x64arch=True, signed=False)
 
 
 @dataclass(frozen=True)

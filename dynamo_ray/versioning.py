@@ -88,9 +88,11 @@ def update(
     max_entries: int = 10,
 ) -> KeyState:
     """A write coordinated at ``actor``: drop exactly the siblings the context covers, add the
-    new value under dot (actor, counter). Under ``lww`` the new value replaces everything."""
+    new value under dot (actor, counter). Under ``lww`` the new value replaces everything and
+    is stamped after every version it replaces, so a write never loses to what it overwrote."""
     context = context or {}
     if policy == "lww":
+        now_ms = max(now_ms, latest_ts_ms(state) + 1)
         kept: tuple = ()
     else:
         kept = tuple(s for s in state.siblings if context.get(s.actor, 0) < s.counter)
@@ -106,16 +108,20 @@ def update(
 
 def merge(a: KeyState, b: KeyState, policy: str = "siblings", max_entries: int = 10) -> KeyState:
     """Join of two replicas' states: a sibling survives unless the other side's clock covers
-    it without holding it (then the other side saw it overwritten)."""
+    it without holding it (then the other side saw it overwritten). Under ``lww`` the newest
+    sibling of either side wins, causality aside (Cassandra's rule: it is what loses writes
+    under concurrency and clock skew, and it is order-free, so replicas agree)."""
     if a is b or a == b:
         return a
-    dots_b = {s.dot for s in b.siblings}
-    dots_a = {s.dot for s in a.siblings}
-    kept = [s for s in a.siblings if s.dot in dots_b or not _covered(b.clock, s)]
-    kept += [s for s in b.siblings if s.dot not in dots_a and not _covered(a.clock, s)]
-    if policy == "lww" and len(kept) > 1:
-        kept = [max(kept, key=_age)]
-    kept.sort(key=_age)
+    if policy == "lww":
+        both = a.siblings + b.siblings
+        kept = [max(both, key=_age)] if both else []
+    else:
+        dots_b = {s.dot for s in b.siblings}
+        dots_a = {s.dot for s in a.siblings}
+        kept = [s for s in a.siblings if s.dot in dots_b or not _covered(b.clock, s)]
+        kept += [s for s in b.siblings if s.dot not in dots_a and not _covered(a.clock, s)]
+        kept.sort(key=_age)
     return prune(KeyState(_join_clocks(a.clock, b.clock), tuple(kept)), max_entries)
 
 
@@ -132,8 +138,9 @@ def prune(state: KeyState, max_entries: int) -> KeyState:
 
 
 def values(state: KeyState) -> list[bytes]:
-    """The live values (tombstones left out), oldest first."""
-    return [s.value for s in state.siblings if s.value is not None]
+    """The distinct live values (tombstones left out), oldest first. Siblings holding equal
+    bytes (a write retried through another coordinator) are one value to the reader."""
+    return list(dict.fromkeys(s.value for s in state.siblings if s.value is not None))
 
 
 def is_deleted(state: KeyState) -> bool:

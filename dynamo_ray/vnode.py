@@ -10,7 +10,9 @@ A vnode standing in for an unreachable primary (a fallback) keeps those writes a
 hinted range named by the intended vnode, until handoff delivers them.
 
 Invariants:
-- the actor id changes on every start, so a vnode that lost its memory never reuses a dot;
+- the actor id changes on every start, so a vnode that lost its memory never reuses a dot, and
+  whenever it drops keys holding its own dots (hints delivered), so that a clock entry (id, n)
+  always covers every event id made for that key;
 - dots come from one counter per incarnation, so they are unique across keys and time;
 - a vnode never calls another actor: it cannot deadlock and needs no deadline of its own.
 """
@@ -47,10 +49,17 @@ class VNode:
         self.hinted: dict[HintId, RangeStore] = {}
         self.clock_skew_ms = 0
         self.calls = 0  # requests served (coordinate, merge, get): one per vnode per batch
+        self.delay_ms = 0  # injected slowness (Store.slow_node)
+        self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
 
     # --- helpers ---------------------------------------------------------------------------
     def _now_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.clock_skew_ms
+
+    def _serve(self) -> None:
+        self.calls += 1
+        if self.delay_ms:
+            time.sleep(self.delay_ms / 1000)
 
     def _store(self, table: str, kp: int, hint: Optional[int]) -> RangeStore:
         rid = (table, kp) if hint is None else (table, kp, hint)
@@ -74,16 +83,23 @@ class VNode:
     def coordinate(self, table: str, groups: Iterable) -> list[list[bytes]]:
         """Apply writes as coordinator. groups: [(kp, hint, [(key, context|None, value|None)])];
         returns the new encoded state of every key, in order."""
-        self.calls += 1
+        self._serve()
         tcfg = self.config.tables[table]
         max_entries = self.config.versioning.max_clock_entries
         now = self._now_ms()
         out = []
         for kp, hint, writes in groups:
             store = self._store(table, kp, hint)
+            if hint is not None:
+                self.coordinated_hints.add((table, kp, hint))
+            # A new dot must be based on every copy of the key held here (own and hinted), or
+            # its clock would claim to cover a sibling it never saw.
+            others = [c for c in self._copies(table, kp) if c is not store]
             blobs = []
             for key, ctx, value in writes:
                 old = store.get(key)
+                for other in others:
+                    old = versioning.merge_blobs(old, other.get(key), tcfg.conflict, max_entries)
                 state = versioning.decode(old) if old is not None else versioning.EMPTY
                 ctx = ctx or {}
                 self.counter = versioning.next_counter(state, ctx, self.actor, self.counter)
@@ -99,7 +115,7 @@ class VNode:
     def merge(self, table: str, groups: Iterable) -> list[int]:
         """Fold states made elsewhere. groups: [(kp, hint, [(key, blob)])]; returns, per group,
         how many keys changed here."""
-        self.calls += 1
+        self._serve()
         policy = self.config.tables[table].conflict
         max_entries = self.config.versioning.max_clock_entries
         changed = []
@@ -118,7 +134,7 @@ class VNode:
 
     def get(self, table: str, groups: Iterable) -> list[list[Optional[bytes]]]:
         """Stored states. groups: [(kp, [key])]; a fallback answers from its hinted copies too."""
-        self.calls += 1
+        self._serve()
         policy = self.config.tables[table].conflict
         max_entries = self.config.versioning.max_clock_entries
         out = []
@@ -139,6 +155,46 @@ class VNode:
             out.append(found)
         return out
 
+    # --- hinted handoff (DESIGN §4) ------------------------------------------------------------
+    def hint_summary(self) -> dict[HintId, int]:
+        """Keys held for each intended vnode: {(table, kp, intended partition): count}."""
+        return {hid: len(store) for hid, store in self.hinted.items() if len(store)}
+
+    def hinted_batch(self, hint: HintId, limit: int) -> list[tuple]:
+        """Up to ``limit`` (key, blob) pairs held for ``hint``'s vnode."""
+        store = self.hinted.get(hint)
+        if store is None:
+            return []
+        batch = []
+        for item in store.entries.items():
+            batch.append(item)
+            if len(batch) >= limit:
+                break
+        return batch
+
+    def drop_hinted(self, hint: HintId, delivered: list[tuple]) -> int:
+        """Forget hinted keys their target acknowledged, unless they changed since they were
+        read for delivery. Dropping keys this id coordinated retires the id (see module doc)."""
+        store = self.hinted.get(hint)
+        if store is None:
+            return 0
+        dropped = 0
+        for key, blob in delivered:
+            if store.get(key) == blob:
+                store.pop(key)
+                dropped += 1
+        if not len(store):
+            del self.hinted[hint]
+        if dropped and hint in self.coordinated_hints:
+            self.coordinated_hints.discard(hint)
+            self.actor = new_actor_id()
+        return dropped
+
+    def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
+        """Fault injection: answer every request ``delay_ms`` late; skew the version clock."""
+        self.delay_ms = delay_ms
+        self.clock_skew_ms = clock_skew_ms
+
     def info(self) -> dict:
         """Figures for Store.status(): one row of this vnode."""
         return {
@@ -152,13 +208,13 @@ class VNode:
             "calls": self.calls,
         }
 
-    def inspect(self, table: str, kp: int, key) -> list[tuple[Optional[int], bytes]]:
-        """Every copy of one key here: (hint or None, blob)."""
+    def inspect(self, table: str, keys: list) -> list[tuple]:
+        """Every copy of ``keys`` here: [(key, hint or None, blob)]."""
         found = []
-        own = self.ranges.get((table, kp))
-        if own is not None and own.get(key) is not None:
-            found.append((None, own.get(key)))
-        for (t, k, hint), store in self.hinted.items():
-            if t == table and k == kp and store.get(key) is not None:
-                found.append((hint, store.get(key)))
+        for (t, _), store in self.ranges.items():
+            if t == table:
+                found += [(k, None, store.get(k)) for k in keys if store.get(k) is not None]
+        for (t, _, hint), store in self.hinted.items():
+            if t == table:
+                found += [(k, hint, store.get(k)) for k in keys if store.get(k) is not None]
         return found

@@ -8,24 +8,20 @@ starts it again. Whatever is running at the end of the session is shut down.
 import os
 import uuid
 
-import pytest
-import ray
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray on loopback: see dynamo_ray.localray
+
+import pytest  # noqa: E402
+import ray  # noqa: E402
+
+from dynamo_ray.localray import start_local_ray as _start_local_ray  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 TEST_CONFIG = os.path.join(CONFIGS, "test.yaml")
 
 
 def start_local_ray() -> None:
-    if ray.is_initialized():
-        return
-    ray.init(
-        address="local",
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        num_cpus=2,
-        logging_level="warning",
-        log_to_driver=False,
-    )
+    if not ray.is_initialized():
+        _start_local_ray(num_cpus=2)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,14 +38,27 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def store(local_ray, request):
+def store(start_store):
     """A small store (configs/test.yaml: 3 nodes, 8 partitions) shared by one test module."""
+    return start_store()
+
+
+@pytest.fixture(scope="module")
+def start_store(local_ray, request):
+    """A factory of stores (configs/test.yaml plus overrides); all are stopped after the module."""
     import dynamo_ray as dr
 
-    name = f"t-{request.module.__name__.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:6]}"
-    s = dr.start(TEST_CONFIG, name=name)
-    yield s
-    s.stop()
+    started = []
+    module = request.module.__name__.rsplit(".", 1)[-1]
+
+    def _start(config=TEST_CONFIG, **overrides):
+        s = dr.start(config, name=f"t-{module}-{uuid.uuid4().hex[:6]}", **overrides)
+        started.append(s)
+        return s
+
+    yield _start
+    for s in started:
+        s.stop()
 
 
 @pytest.fixture

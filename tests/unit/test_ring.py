@@ -20,7 +20,7 @@ from dynamo_ray.ring import (
     moved_partitions,
 )
 
-FAST = settings(deadline=None, max_examples=150)
+FAST = settings(deadline=None, max_examples=100)
 
 POWERS = (8, 16, 32, 64, 128, 256)
 MAX_NODES = 20
@@ -68,13 +68,21 @@ def test_claim_gives_every_node_floor_or_ceil_of_q_over_s_partitions(q, n):
         assert_balanced(ring, nodes)
 
 
+@st.composite
+def named_nodes(draw):
+    q = draw(st.sampled_from(POWERS))
+    nodes = draw(
+        st.lists(
+            st.text(min_size=1, max_size=6), min_size=1, max_size=min(q, MAX_NODES), unique=True
+        )
+    )
+    return q, nodes
+
+
 @FAST
-@given(
-    q=st.sampled_from(POWERS),
-    nodes=st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=MAX_NODES, unique=True),
-    n=st.integers(1, 5),
-)
-def test_claim_is_balanced_whatever_the_node_names_and_their_order(q, nodes, n):
+@given(case=named_nodes(), n=st.integers(1, 5))
+def test_claim_is_balanced_whatever_the_node_names_and_their_order(case, n):
+    q, nodes = case
     ring = claim(q, nodes, n)
     assert_balanced(ring, nodes)
     assert set(ring.nodes) == set(nodes)
@@ -209,7 +217,7 @@ def check_join(ring: Ring, nodes: list[str], new: str, n: int) -> Ring:
     assert_balanced(after, nodes + [new])
     moved = moved_partitions(ring, after)
     assert len(moved) <= math.ceil(q / (s + 1))
-    assert all(after.owners[p] == new for p in moved), "a join only moves partitions to the new node"
+    assert all(after.owners[p] == new for p in moved), "a join moves partitions only to the joiner"
     assert set(moved) == set(after.partitions_of(new))
     return after
 
@@ -286,6 +294,14 @@ def test_initial_claim_puts_any_n_consecutive_partitions_on_distinct_nodes(q, s,
     assert clashing_windows(ring, n) == 0
     for p in range(q):
         assert distinct_nodes(ring, ring.preference_list(p, n)) == n
+
+
+@pytest.mark.parametrize("q", POWERS)
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_initial_claim_is_clash_free_whenever_there_are_more_nodes_than_n(q, n):
+    # S = N = 3 cannot be clash-free on a power-of-two ring (it needs 3 | Q): hence S > N.
+    for s in range(n + 1, min(q, MAX_NODES) + 1):
+        assert clashing_windows(claim(q, names(s), n), n) == 0, (q, s, n)
 
 
 def test_clashing_windows_counts_windows_naming_a_node_twice():

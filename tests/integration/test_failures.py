@@ -1,0 +1,200 @@
+"""Always writable (DESIGN §4): node crashes, sloppy quorum, hinted handoff, read repair and
+partitions, on a real local Ray with four simulated nodes."""
+
+import threading
+import time
+import uuid
+
+import pytest
+
+import dynamo_ray as dr
+from dynamo_ray import merges
+
+FOUR_NODES = dict(
+    nodes=4,
+    partitions=8,
+    handoff={"interval_s": 0.2, "batch_keys": 20},
+    failure_detection={"backoff_ms": 100, "max_backoff_ms": 400},
+    timeouts={"request_ms": 1500},
+)
+
+
+@pytest.fixture(scope="module")
+def store(start_store):
+    return start_store(**FOUR_NODES)
+
+
+@pytest.fixture(autouse=True)
+def all_nodes_back(request):
+    """After each test: heal and recover every failed node of the module store."""
+    yield
+    if "store" not in request.fixturenames:
+        return
+    s = request.getfixturevalue("store")
+    s.heal()
+    down = set(s.status().query("not up")["node"])
+    for node in down:
+        s.recover_node(node)
+    if down:
+        wait_for(lambda: s.status()["hints_pending"].sum() == 0, 30)
+
+
+def wait_for(condition, timeout_s, interval_s=0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return False
+
+
+def primaries_of(store, key, n=3):
+    kp = store.ring.partition_of(key)
+    return [f"{store.ring.owners[p]}/p{p}" for p in store.ring.preference_list(kp, n)]
+
+
+def test_one_node_of_four_down_every_put_and_get_succeeds(store):
+    t = store.table()
+    store.fail_node("node-2")
+    keys = [f"one-down-{i}" for i in range(60)]
+    for k in keys:
+        t.put(k, k)
+    for k in keys:
+        assert t.get(k).value == k
+    assert all(g.value == k for k, g in t.get_many(keys).items())
+
+
+def test_three_of_four_down_a_put_is_unavailable_with_needed_2_got_1(store):
+    for node in ("node-1", "node-2", "node-3"):
+        store.fail_node(node)
+    with pytest.raises(dr.Unavailable) as err:
+        store.table().put("lonely", 1)
+    assert (err.value.key, err.value.needed, err.value.got) == ("lonely", 2, 1)
+
+
+def _key_with_primary_on(store, node):
+    for i in range(1000):
+        k = f"probe-{i}"
+        if any(p.startswith(node + "/") for p in primaries_of(store, k)):
+            return k
+    raise AssertionError("no key found")
+
+
+def test_strict_table_meets_w2_from_two_primaries_but_not_w3(store):
+    key = _key_with_primary_on(store, "node-4")
+    store.fail_node("node-4")
+    strict = store.table("strict")
+    strict.put(key, "two primaries")
+    with pytest.raises(dr.Unavailable) as err:
+        strict.put(key, "three", w=3)
+    assert (err.value.needed, err.value.got) == (3, 2)
+    with pytest.raises(dr.Unavailable):
+        store.table().put(key, "sloppy off", w=3, sloppy=False)
+    store.table().put(key, "sloppy", w=3)  # a fallback stands in for node-4
+    copies = store.inspect("default", key)
+    assert any("hint for" in replica for replica in copies), copies
+
+
+def test_hints_drain_after_recovery_and_every_key_reaches_all_primaries(store):
+    t = store.table()
+    store.fail_node("node-3")
+    keys = [f"hinted-{i}" for i in range(200)]
+    t.put_many({k: k for k in keys})
+    assert store.status()["hints_pending"].sum() > 0
+    store.recover_node("node-3")
+    interval = store.config.handoff.interval_s
+    assert wait_for(lambda: store.status()["hints_pending"].sum() == 0, 5 * interval + 2.0)
+    copies = store.inspect_many("default", keys)
+    for k in keys:
+        held = {replica: values for replica, values in copies[k].items() if "hint" not in replica}
+        assert set(held) == set(primaries_of(store, k)), (k, copies[k])
+        assert all(values == [k] for values in held.values())
+
+
+def test_a_hint_whose_target_dies_during_delivery_is_kept(store):
+    t = store.table()
+    store.fail_node("node-1")
+    keys = [f"slow-{i}" for i in range(300)]
+    t.put_many({k: k for k in keys})
+    pending = store.status()["hints_pending"].sum()
+    assert pending > 0
+    store.recover_node("node-1")
+    store.slow_node("node-1", 150)  # each delivery batch now takes 150 ms to acknowledge
+    assert wait_for(lambda: 0 < store.status()["hints_pending"].sum() < pending, 10, 0.05)
+    store.fail_node("node-1")  # the target dies mid-delivery
+    time.sleep(5 * store.config.handoff.interval_s)
+    assert store.status()["hints_pending"].sum() > 0  # kept: not acknowledged
+    store.recover_node("node-1")
+    assert wait_for(lambda: store.status()["hints_pending"].sum() == 0, 15)
+    assert all(g.value == k for k, g in store.table().get_many(keys, r=3).items())
+
+
+def _partitioned_cart_run(store, table_name, adds_per_side=15):
+    """Two clients add distinct items to one cart on both sides of a partition; returns
+    (acknowledged adds, items in the cart after heal)."""
+    cart = f"cart-{uuid.uuid4().hex[:8]}"
+    store.table(table_name).put(cart, [])
+    store.partition(["node-1", "node-2"], ["node-3", "node-4"])
+    acked: list = []
+    lock = threading.Lock()
+
+    def client(via, side):
+        t = store.table(table_name, merge=merges.union, via=via)
+        for i in range(adds_per_side):
+            item = f"{side}-{i}"
+            got = t.get(cart)
+            t.put(cart, (got.value or []) + [item], context=got.context)
+            with lock:
+                acked.append(item)
+
+    threads = [threading.Thread(target=client, args=("node-1", "a")),
+               threading.Thread(target=client, args=("node-3", "b"))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    store.heal()
+    assert wait_for(lambda: store.status()["hints_pending"].sum() == 0, 15)
+    final = store.table(table_name).get(cart, r=3)
+    items = {item for sibling in final.values for item in sibling}
+    return set(acked), items, len(final.values)
+
+
+def test_partition_writes_on_both_sides_become_siblings_and_lose_nothing(store):
+    acked, items, siblings = _partitioned_cart_run(store, "carts")
+    assert siblings == 2
+    lost, unexpected = acked - items, items - acked
+    assert (len(lost), len(unexpected)) == (0, 0), (lost, unexpected)
+
+
+def test_partition_with_last_write_wins_loses_acknowledged_adds(store):
+    acked, items, siblings = _partitioned_cart_run(store, "lww")
+    assert siblings == 1
+    assert len(acked - items) > 0  # the set check can fail: lww drops one side
+
+
+def test_via_routes_through_the_named_nodes_coordinator(store, key):
+    store.partition(["node-1"])  # node-1 alone: it can reach only its own vnodes
+    with pytest.raises(dr.Unavailable):
+        store.table(via="node-1").put(key, "isolated", sloppy=False, w=3)
+    store.table(via="node-2").put(key, "majority side")
+    store.heal()
+
+
+@pytest.mark.parametrize("read_repair", [True, False])
+def test_a_get_repairs_a_stale_replica_only_when_read_repair_is_on(start_store, read_repair):
+    s = start_store(**{**FOUR_NODES, "read_repair": read_repair, "handoff": {"enabled": False}})
+    try:
+        t = s.table()
+        key = _key_with_primary_on(s, "node-2")
+        s.fail_node("node-2")
+        t.put(key, "fresh")
+        s.recover_node("node-2")  # back, empty; the hint stays on the fallback (handoff off)
+        stale = next(p for p in primaries_of(s, key) if p.startswith("node-2/"))
+        assert stale not in s.inspect("default", key)
+        time.sleep(0.5)  # the coordinators' back-off ends: node-2 is probed again
+        assert wait_for(lambda: t.get(key, r=3).value == "fresh", 10, 0.2)
+        repaired = wait_for(lambda: s.inspect("default", key).get(stale) == ["fresh"], 3, 0.2)
+        assert repaired is read_repair
+    finally:
+        s.stop()

@@ -49,7 +49,7 @@ def main() -> None:
 def demo() -> None:
     """Start a local store, tell the shopping-cart story, stop everything."""
     import dynamo_ray as dr
-    from .demo import cart_story
+    from .demo import cart_story, partition_story
 
     store = None
     try:
@@ -57,6 +57,8 @@ def demo() -> None:
         store = dr.start(name="dynamo-demo")
         click.echo(f"Nodes: {', '.join(store.nodes())}\n")
         cart_story(store, say=click.echo)
+        click.echo("")
+        partition_story(store, say=click.echo)
     except (DynamoError, AssertionError) as e:
         _fail(e)
     finally:

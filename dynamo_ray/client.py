@@ -267,6 +267,7 @@ class Store:
         self.ring = ring
         self._coordinators: dict[str, Any] = {}
         self._round_robin = itertools.count()
+        self._cut: dict[str, list] = {}  # the partition this handle applied: node -> unreachable
 
     def __reduce__(self):
         return (_reconnect, (self.name, self.config, self.ring))
@@ -339,7 +340,10 @@ class Store:
     # --- operations ---------------------------------------------------------------------------
     def status(self):
         """One row per vnode: node, partition, up, keys, bytes, hints_pending, ranges (key
-        ranges held), calls (requests served) and actor (the vnode's current version id)."""
+        ranges held), calls (requests served); anti-entropy totals of the exchanges it started:
+        ae_ranges (ranges compared), ae_nodes (tree nodes and listing entries received),
+        ae_keys (key states moved), ae_bytes, ae_reaped (tombstones removed here), ae_last (time
+        of its last exchange); and actor (the vnode's current version id)."""
         import pandas as pd
 
         rows: list[dict] = []
@@ -356,10 +360,14 @@ class Store:
                             for p in self.ring.partitions_of(node)]
             rows.extend(answered)
         frame = pd.DataFrame(rows)
-        for column in ("keys", "bytes", "hints_pending", "ranges", "calls"):
+        counts = ("keys", "bytes", "hints_pending", "ranges", "calls", "ae_ranges", "ae_nodes",
+                  "ae_keys", "ae_bytes", "ae_reaped")
+        for column in counts:
             frame[column] = frame[column].fillna(0).astype(int) if column in frame else 0
+        last = frame["ae_last"] if "ae_last" in frame else pd.Series(0.0, index=frame.index)
+        frame["ae_last"] = pd.to_datetime(last.where(last > 0), unit="s")
         columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "calls",
-                   "actor"]
+                   *counts[5:], "ae_last", "actor"]
         frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
         return frame
 
@@ -391,6 +399,8 @@ class Store:
         self._wait_gone(node)
         _spawn_nodes(self.name, self.config, self.ring, {node: self._ray_node_for(node)})
         self._coordinators.pop(node, None)
+        if self._cut.get(node):  # it comes back on its side of the partition
+            self._set_unreachable({node: self._cut[node]})
 
     def _ray_node_for(self, node: str) -> str:
         if self.config.placement == "local":
@@ -431,6 +441,7 @@ class Store:
         self._set_unreachable({n: [] for n in self.ring.nodes})
 
     def _set_unreachable(self, cut: Mapping[str, list]) -> None:
+        self._cut.update(cut)
         refs = []
         for node, others in cut.items():
             handle = self._node_handle(node)
@@ -444,6 +455,25 @@ class Store:
         handle = self._node_handle(node)
         if handle is not None:
             _quiet_get([handle.set_faults.remote(delay_ms, clock_skew_ms)], _rpc_timeout_s(self.config))
+
+    def run_antientropy(self, nodes: Optional[Iterable[str]] = None) -> dict:
+        """Run one anti-entropy round now (besides the scheduled ones) on every node, or on
+        ``nodes``, and wait for it; returns the summed figures: ae_ranges, ae_nodes, ae_keys,
+        tree_bytes, state_bytes, repaired, reaped."""
+        refs = []
+        for node in self.ring.nodes if nodes is None else nodes:
+            handle = placement.lookup(placement.node_actor_name(self.name, node))
+            if handle is not None:
+                refs.append(handle.antientropy_now.remote())
+        totals: dict = {}
+        for ref in refs:
+            try:
+                figures = ray.get(ref, timeout=120)
+            except Exception:
+                continue
+            for name, value in figures.items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
 
     # --- inspection ---------------------------------------------------------------------------
     def inspect(self, table: str, key: Any) -> dict[str, list]:

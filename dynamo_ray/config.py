@@ -76,6 +76,30 @@ class Handoff:
 
 
 @dataclass(frozen=True)
+class AntiEntropy:
+    """Merkle-tree anti-entropy between the replicas of every range (DESIGN §4)."""
+
+    enabled: bool = True
+    interval_s: float = 10.0
+    fanout: int = 16  # the tree of a range has fanout ** depth leaf buckets
+    depth: int = 3
+    max_keys_per_round: int = 10000  # throttle: keys repaired by one node per round
+    latency_goal_ms: float = 100.0  # pause while the coordinator's recent p99 is above this
+    tombstone_grace_s: float = 60.0  # reap a tombstone no sooner than this after the delete
+
+    def check(self, path: str) -> None:
+        _require_bool(self.enabled, f"{path}.enabled")
+        _require_number(self.interval_s, f"{path}.interval_s", low=0.01)
+        _require_int(self.fanout, f"{path}.fanout", low=2)
+        _require_int(self.depth, f"{path}.depth", low=1)
+        if self.fanout ** self.depth > 1 << 20:
+            raise ConfigError(f"{path}.fanout ** {path}.depth is over 2**20 leaf buckets")
+        _require_int(self.max_keys_per_round, f"{path}.max_keys_per_round", low=1)
+        _require_number(self.latency_goal_ms, f"{path}.latency_goal_ms", low=0)
+        _require_number(self.tombstone_grace_s, f"{path}.tombstone_grace_s", low=0)
+
+
+@dataclass(frozen=True)
 class FailureDetection:
     """Local failure detector of each coordinator (Dynamo §4.8.1: a purely local view)."""
 
@@ -110,6 +134,7 @@ class StoreConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     handoff: Handoff = field(default_factory=Handoff)
+    antientropy: AntiEntropy = field(default_factory=AntiEntropy)
     failure_detection: FailureDetection = field(default_factory=FailureDetection)
     versioning: Versioning = field(default_factory=Versioning)
 
@@ -135,7 +160,7 @@ class StoreConfig:
                     f"tables.{table_name}.n={table.n} is larger than nodes={self.nodes}"
                 )
         _require_bool(self.read_repair, "read_repair")
-        for section in ("timeouts", "limits", "handoff", "failure_detection", "versioning"):
+        for section in _section_types():
             getattr(self, section).check(section)
 
     def table(self, name: str) -> TableConfig:
@@ -225,6 +250,7 @@ def _section_types() -> dict[str, type]:
         "timeouts": Timeouts,
         "limits": Limits,
         "handoff": Handoff,
+        "antientropy": AntiEntropy,
         "failure_detection": FailureDetection,
         "versioning": Versioning,
     }

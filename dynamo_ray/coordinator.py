@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Callable, Iterable, Optional
 
 from . import placement, versioning
@@ -71,6 +71,13 @@ class Router:
         self._down_until: dict[int, float] = {}
         self._failures: dict[int, int] = {}
         self._background: set = set()
+        self.latencies_ms: deque = deque(maxlen=512)  # recent requests, for the AE throttle
+
+    def latency_p99_ms(self) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
     # --- membership and local failure detection --------------------------------------------
     def set_ring(self, ring: Ring) -> None:
@@ -329,8 +336,7 @@ class Router:
 
         await self._fan_out(
             table, "coordinate", sends, lambda job, hint: (job.kp, hint, job.payload),
-            on_reply, on_failure, lambda: all(j.blobs is not None or not
-                                              self._next_coordinator(j) for j in jobs.values()),
+            on_reply, on_failure, lambda: all(j.blobs is not None for j in jobs.values()),
             deadline,
         )
 
@@ -366,11 +372,22 @@ class Coordinator:
         return True
 
     async def get_many(self, table: str, keys: list, r=None, sloppy=None) -> list:
-        return await self.router.get_many(table, keys, r, sloppy)
+        started = time.monotonic()
+        try:
+            return await self.router.get_many(table, keys, r, sloppy)
+        finally:
+            self.router.latencies_ms.append((time.monotonic() - started) * 1000)
 
     async def put_many(self, table: str, writes: list, w=None, sloppy=None,
                        want_states: bool = True) -> Optional[list]:
-        return await self.router.put_many(table, writes, w, sloppy, want_states)
+        started = time.monotonic()
+        try:
+            return await self.router.put_many(table, writes, w, sloppy, want_states)
+        finally:
+            self.router.latencies_ms.append((time.monotonic() - started) * 1000)
+
+    def latency_p99_ms(self) -> float:
+        return self.router.latency_p99_ms()
 
     def set_unreachable(self, nodes: list) -> None:
         self.router.set_unreachable(nodes)

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import ray
 
-from . import handoff, placement
+from . import antientropy, handoff, placement
 from .config import StoreConfig
 from .coordinator import Coordinator
 from .ring import Ring
@@ -46,9 +46,11 @@ class Node:
         self.unreachable: frozenset = frozenset()  # nodes cut off by Store.partition
         self._deliveries: dict[tuple, Any] = {}  # (vnode, hint) -> in-flight handoff task
         self._maintenance: Optional[asyncio.Task] = None
-        self._deliver = ray.remote(handoff.deliver_hints).options(
-            num_cpus=0, max_retries=0, scheduling_strategy=placement.pinned(self.ray_node)
-        )
+        pinned = dict(num_cpus=0, max_retries=0, scheduling_strategy=placement.pinned(self.ray_node))
+        self._deliver = ray.remote(handoff.deliver_hints).options(**pinned)
+        self._exchange = ray.remote(antientropy.run_round).options(**pinned)
+        self._exchange_task: Optional[Any] = None
+        self.antientropy_rounds = {"done": 0, "paused": 0, "last": {}}
 
     def _deadline_s(self) -> float:
         return self.config.timeouts.request_ms / 1000
@@ -64,12 +66,21 @@ class Node:
 
     # --- maintenance loop --------------------------------------------------------------------
     async def _maintain(self) -> None:
-        """Every handoff interval: launch delivery of the hints this node's vnodes hold."""
+        """Launch hinted handoff every ``handoff.interval_s`` and anti-entropy every
+        ``antientropy.interval_s``, each as Ray tasks pinned to this node."""
+        handoff_cfg, ae_cfg = self.config.handoff, self.config.antientropy
+        loop = asyncio.get_running_loop()
+        next_handoff = next_exchange = loop.time()
         while True:
-            await asyncio.sleep(self.config.handoff.interval_s)
+            await asyncio.sleep(min(handoff_cfg.interval_s, ae_cfg.interval_s, 0.5))
+            now = loop.time()
             try:
-                if self.config.handoff.enabled:
+                if handoff_cfg.enabled and now >= next_handoff:
+                    next_handoff = now + handoff_cfg.interval_s
                     await self._handoff_round()
+                if ae_cfg.enabled and now >= next_exchange:
+                    next_exchange = now + ae_cfg.interval_s
+                    await self._antientropy_round()
             except Exception:  # the loop must outlive any one bad round
                 log.exception("maintenance round failed on %s", self.name)
 
@@ -88,6 +99,57 @@ class Node:
                     self.store, vnode, hint, target_node, self.config.handoff.batch_keys,
                     self._deadline_s(),
                 )
+
+    async def antientropy_now(self) -> dict:
+        """Run one anti-entropy round now, after the one in flight; returns its figures."""
+        if self._exchange_task is not None:
+            try:
+                await self._exchange_task
+            except Exception:
+                pass
+            self._exchange_task = None
+        jobs = self._antientropy_jobs()
+        if not jobs:
+            return {}
+        return await self._exchange.remote(self.store, self.config, self.ring, jobs, self.unreachable)
+
+    def _antientropy_jobs(self) -> list:
+        """Each range a vnode here replicates, paired with the next replica of that range."""
+        jobs = []
+        for partition in self.vnodes:
+            for table, tcfg in self.config.tables.items():
+                for kp in self.ring.ranges_held(partition, tcfg.n):
+                    replicas = self.ring.preference_list(kp, tcfg.n)
+                    peer = replicas[(replicas.index(partition) + 1) % len(replicas)]
+                    if peer != partition and self.ring.owners[peer] not in self.unreachable:
+                        jobs.append((partition, peer, table, kp, replicas[0] == partition))
+        return jobs
+
+    async def _antientropy_round(self) -> None:
+        if self._exchange_task is not None:
+            if not _finished(self._exchange_task):
+                return  # the previous round is still running
+            try:
+                self.antientropy_rounds["last"] = await self._exchange_task
+                self.antientropy_rounds["done"] += 1
+            except Exception:
+                pass
+            self._exchange_task = None
+        try:
+            p99_ms = await asyncio.wait_for(self.coordinator.latency_p99_ms.remote(),
+                                            self._deadline_s())
+        except Exception:
+            p99_ms = 0.0
+        if p99_ms > self.config.antientropy.latency_goal_ms:
+            self.antientropy_rounds["paused"] += 1  # foreground first
+            return
+        jobs = self._antientropy_jobs()
+        if jobs:
+            self._exchange_task = self._exchange.remote(
+                self.store, self.config, self.ring, jobs, self.unreachable)
+
+    def antientropy_figures(self) -> dict:
+        return dict(self.antientropy_rounds)
 
     # --- fault injection ---------------------------------------------------------------------
     async def set_unreachable(self, nodes: list) -> None:

@@ -51,6 +51,10 @@ class VNode:
         self.calls = 0  # requests served (coordinate, merge, get): one per vnode per batch
         self.delay_ms = 0  # injected slowness (Store.slow_node)
         self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
+        ae = config.antientropy
+        self.tree_shape = (ae.fanout, ae.depth)
+        self.exchanges = {"ae_ranges": 0, "ae_nodes": 0, "ae_keys": 0, "ae_bytes": 0,
+                          "ae_reaped": 0, "ae_last": 0.0}
 
     # --- helpers ---------------------------------------------------------------------------
     def _now_ms(self) -> int:
@@ -65,8 +69,8 @@ class VNode:
         rid = (table, kp) if hint is None else (table, kp, hint)
         book = self.ranges if hint is None else self.hinted
         store = book.get(rid)
-        if store is None:
-            store = book[rid] = RangeStore()
+        if store is None:  # a range it replicates gets a Merkle tree; hinted copies do not
+            store = book[rid] = RangeStore(self.tree_shape if hint is None else None)
         return store
 
     def _copies(self, table: str, kp: int) -> list[RangeStore]:
@@ -190,6 +194,47 @@ class VNode:
             self.actor = new_actor_id()
         return dropped
 
+    # --- anti-entropy (DESIGN §4): the far side of antientropy.exchange -----------------------
+    def roots(self, ranges: list[tuple]) -> list[int]:
+        """Merkle root of each (table, kp) range; 0 for a range this vnode holds nothing of."""
+        return [self._store(t, kp, None).tree.root() for t, kp in ranges]
+
+    def tree_children(self, table: str, kp: int, level: int, indexes: list[int]) -> list[int]:
+        return self._store(table, kp, None).tree.children_of(level, indexes)
+
+    def bucket_digests(self, table: str, kp: int, buckets: list[int]) -> list[tuple]:
+        return self._store(table, kp, None).digests(buckets)
+
+    def tombstones(self, table: str, kp: int, before_ms: int) -> list[tuple]:
+        """(key, blob) of every key that is only tombstones, all written before ``before_ms``."""
+        found = []
+        for key, blob in self._store(table, kp, None).entries.items():
+            state = versioning.decode(blob)
+            if versioning.is_deleted(state) and versioning.latest_ts_ms(state) < before_ms:
+                found.append((key, blob))
+        return found
+
+    def hinted_keys(self, table: str, kp: int, keys: list) -> list:
+        """Which of ``keys`` this vnode holds a hint for (a pending hint blocks reaping)."""
+        return [k for k in keys for store in self._copies(table, kp)
+                if store.tree is None and store.get(k) is not None]
+
+    def reap(self, table: str, kp: int, entries: list[tuple]) -> int:
+        """Remove tombstones that are still exactly as anti-entropy saw them on all N primaries."""
+        store = self._store(table, kp, None)
+        reaped = 0
+        for key, blob in entries:
+            if store.get(key) == blob:
+                store.pop(key)
+                reaped += 1
+        self.exchanges["ae_reaped"] += reaped
+        return reaped
+
+    def record_exchange(self, figures: dict) -> None:
+        for name in ("ae_ranges", "ae_nodes", "ae_keys", "ae_bytes"):
+            self.exchanges[name] += figures.get(name, 0)
+        self.exchanges["ae_last"] = time.time()
+
     def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
         """Fault injection: answer every request ``delay_ms`` late; skew the version clock."""
         self.delay_ms = delay_ms
@@ -206,6 +251,7 @@ class VNode:
             "ranges": len(self.ranges),
             "hints_pending": sum(len(s) for s in self.hinted.values()),
             "calls": self.calls,
+            **self.exchanges,
         }
 
     def inspect(self, table: str, keys: list) -> list[tuple]:

@@ -198,3 +198,13 @@ def test_a_get_repairs_a_stale_replica_only_when_read_repair_is_on(start_store, 
         assert repaired is read_repair
     finally:
         s.stop()
+
+
+def test_a_write_succeeds_when_its_only_reachable_replica_is_the_coordinator(store, key):
+    first = primaries_of(store, key)[0].split("/")[0]
+    store.partition([first])  # alone: of the key's replicas it reaches only its own
+    store.table(via=first).put(key, "alone", w=1, sloppy=False)
+    with pytest.raises(dr.Unavailable) as err:
+        store.table(via=first).put(key, "alone", w=2, sloppy=False)
+    assert (err.value.needed, err.value.got) == (2, 1)
+    store.heal()

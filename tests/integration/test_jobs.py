@@ -15,7 +15,7 @@ def run_job(name, *args, timeout=300):
 
 
 def test_antientropy_bench_meets_its_goals_on_a_short_run():
-    out = run_job("antientropy_bench.py", "--keys", "20000", "--differ", "100", "--depth", "4")
+    out = run_job("antientropy_bench.py", "--keys", "40000", "--differ", "100", "--depth", "4")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "keys transferred" in out.stdout and "MISSED" not in out.stdout
     assert "next round repairs                 0" in out.stdout

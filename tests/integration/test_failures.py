@@ -118,8 +118,10 @@ def test_a_hint_whose_target_dies_during_delivery_is_kept(store):
     t.put_many({k: k for k in keys})
     pending = store.status()["hints_pending"].sum()
     assert pending > 0
+    store.partition(["node-1"])  # no delivery until it is slow
     store.recover_node("node-1")
     store.slow_node("node-1", 150)  # each delivery batch now takes 150 ms to acknowledge
+    store.heal()
     assert wait_for(lambda: 0 < store.status()["hints_pending"].sum() < pending, 10, 0.05)
     store.fail_node("node-1")  # the target dies mid-delivery
     time.sleep(5 * store.config.handoff.interval_s)
@@ -183,7 +185,8 @@ def test_via_routes_through_the_named_nodes_coordinator(store, key):
 
 @pytest.mark.parametrize("read_repair", [True, False])
 def test_a_get_repairs_a_stale_replica_only_when_read_repair_is_on(start_store, read_repair):
-    s = start_store(**{**FOUR_NODES, "read_repair": read_repair, "handoff": {"enabled": False}})
+    s = start_store(**{**FOUR_NODES, "read_repair": read_repair, "handoff": {"enabled": False},
+                       "antientropy": {"enabled": False}})
     try:
         t = s.table()
         key = _key_with_primary_on(s, "node-2")

@@ -62,11 +62,15 @@ def test_shopping_cart_job_runs_against_a_store_started_with_up(ray_head):
     again = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
     assert "already running" in again.stdout  # up is idempotent
     try:
-        job = _run(
-            [os.path.join(BIN, "ray"), "job", "submit", "--address", ray_head["dashboard"],
-             "--working-dir", ".", "--", "python", "jobs/shopping_cart.py", "--name", "jobs"],
-            env, timeout=300,
-        )
+        for _ in range(30):  # the head's job agent comes up a little after its job server
+            job = _run(
+                [os.path.join(BIN, "ray"), "job", "submit", "--address", ray_head["dashboard"],
+                 "--working-dir", ".", "--", "python", "jobs/shopping_cart.py", "--name", "jobs"],
+                env, timeout=300,
+            )
+            if "No available agent" not in job.stderr:
+                break
+            time.sleep(2)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "shopping cart job done: ['book', 'lamp']" in job.stdout
     finally:

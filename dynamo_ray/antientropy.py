@@ -136,8 +136,9 @@ def _repair_range(config: StoreConfig, call, timeout_s: float, job: Job, mine: i
     differing = differing[:budget]
     if not differing:
         return 0
-    a_blobs, b_blobs = ray.get([call(local, "get", table, [(kp, differing)]),
-                                call(peer, "get", table, [(kp, differing)])], timeout=timeout_s)
+    (_, a_blobs), (_, b_blobs) = ray.get([call(local, "get", table, [(kp, differing)]),
+                                          call(peer, "get", table, [(kp, differing)])],
+                                         timeout=timeout_s)
     policy = config.tables[table].conflict
     max_entries = config.versioning.max_clock_entries
     to_mine, to_theirs = [], []
@@ -176,7 +177,7 @@ def _reap(config: StoreConfig, ring: Ring, call, timeout_s: float, table: str, k
     blocked = {k for found in hinted for k in found}
     agreed = [
         (key, blob) for i, (key, blob) in enumerate(candidates)
-        if key not in blocked and all(other[0][i] == blob for other in copies)
+        if key not in blocked and all(groups[0][i] == blob for _, groups in copies)
     ]
     if not agreed:
         return 0

@@ -124,6 +124,39 @@ def status(address: str, name: str) -> None:
         _shutdown()
 
 
+@main.command("add-node")
+@click.argument("node")
+@click.option("--ray-node", default=None, help="Ray node id to pin it to (placement spread)")
+@address_option
+@name_option
+def add_node(node: str, ray_node: Optional[str], address: str, name: str) -> None:
+    """Add NODE to the store: it claims about 1/(S+1) of the partitions, streamed to it first."""
+    try:
+        report = _connect(address, name).add_node(node, ray_node=ray_node)
+        click.echo(f"{node} joined: {report['partitions_moved']} partitions, "
+                   f"{report['keys_moved']:,} keys moved in {report['seconds']:.1f}s")
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
+@main.command("remove-node")
+@click.argument("node")
+@address_option
+@name_option
+def remove_node(node: str, address: str, name: str) -> None:
+    """Remove NODE gracefully: its partitions are streamed to the others, then it stops."""
+    try:
+        report = _connect(address, name).remove_node(node)
+        click.echo(f"{node} left: {report['partitions_moved']} partitions, "
+                   f"{report['keys_moved']:,} keys moved in {report['seconds']:.1f}s")
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
 def _result_json(key: Any, got) -> str:
     return json.dumps({"key": key, "values": got.values, "siblings": len(got.values)})
 

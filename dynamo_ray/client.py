@@ -21,7 +21,7 @@ import msgpack
 import ray
 
 from . import config as config_mod
-from . import placement, versioning
+from . import membership, placement, versioning
 from .config import StoreConfig
 from .errors import (
     ClusterNotFound,
@@ -191,11 +191,14 @@ def start(config: Any = None, *, name: str = "dynamo", **overrides: Any) -> "Sto
     return Store(cfg.name, cfg, ring)
 
 
-def _spawn_nodes(name: str, cfg: StoreConfig, ring: Ring, where: Mapping[str, str]) -> None:
-    """Start node actors {node: Ray node id} and wait until each has its vnodes up."""
+def _spawn_nodes(name: str, cfg: StoreConfig, ring: Ring, where: Mapping[str, str],
+                 host: Optional[Mapping[str, list]] = None) -> None:
+    """Start node actors {node: Ray node id} and wait until each has its vnodes up; ``host``
+    names the partitions of a node joining under a ring it is not yet in."""
+    host = host or {}
     handles = [
         placement.spawn(Node, placement.node_actor_name(name, node), name, node, cfg, ring,
-                        ray_node_id=ray_node, detached=True)
+                        host.get(node), ray_node_id=ray_node, detached=True)
         for node, ray_node in where.items()
     ]
     try:
@@ -290,7 +293,73 @@ class Store:
         return Table(self, name, merge=merge, via=via)
 
     def nodes(self) -> list[str]:
-        return list(self.ring.nodes)
+        """The store's nodes, in the newest ring any running node holds."""
+        return list(self.refresh_ring().nodes)
+
+    def refresh_ring(self) -> Ring:
+        """Adopt the newest ring among the running nodes (gossip spreads it; this reads it)."""
+        refs = []
+        for node in placement.store_node_names(self.name):
+            handle = placement.lookup(placement.node_actor_name(self.name, node))
+            if handle is not None:
+                refs.append(handle.describe.remote())
+        for ref in refs:
+            try:
+                ring = ray.get(ref, timeout=_rpc_timeout_s(self.config))["ring"]
+            except Exception:
+                continue
+            if ring.version > self.ring.version:
+                self.ring = ring
+        return self.ring
+
+    # --- membership (DESIGN §2) -----------------------------------------------------------------
+    def add_node(self, node: str, *, ray_node: Optional[str] = None, progress: bool = True) -> dict:
+        """Add ``node``: claim about 1/(S+1) of the partitions for it and stream their ranges
+        to it before ownership switches; reads and writes go on meanwhile. With placement
+        ``spread`` it is pinned to ``ray_node`` or to a Ray node hosting no store node.
+        Returns a report (partitions_moved, transfers, keys_moved, seconds)."""
+        old = self.refresh_ring()
+        if not isinstance(node, str) or not node or ":" in node:
+            raise ConfigError(f"node name {node!r} must be a non-empty string without ':'")
+        if node in old.nodes or placement.lookup(placement.node_actor_name(self.name, node)):
+            raise ConfigError(f"{node!r} is already a node of store {self.name!r}")
+        if len(old.nodes) + 1 > old.partitions:
+            raise ConfigError(f"partitions={old.partitions} cannot be spread over "
+                              f"{len(old.nodes) + 1} nodes")
+        where = ray_node or self._ray_node_for(node)
+        new = claim(old.partitions, [*old.nodes, node], self._replicas(), previous=old)
+        return self._change(old, new, joining={node: where}, leaving=[], progress=progress)
+
+    def remove_node(self, node: str, *, progress: bool = True) -> dict:
+        """Remove ``node`` gracefully: its partitions go to the others (streamed first), its
+        hints are delivered, then it stops. Returns a report as `add_node` does."""
+        old = self.refresh_ring()
+        if node not in old.nodes:
+            raise ConfigError(f"{node!r} is not a node of store {self.name!r} ({list(old.nodes)})")
+        rest = [n for n in old.nodes if n != node]
+        if not rest or max(t.n for t in self.config.tables.values()) > len(rest):
+            raise ConfigError(f"removing {node!r} would leave {len(rest)} nodes, fewer than a "
+                              "table's n")
+        new = claim(old.partitions, rest, self._replicas(), previous=old)
+        report = self._change(old, new, joining={}, leaving=[node], progress=progress)
+        _kill_store_actors(self.name, node)
+        self._wait_gone(node)
+        return report
+
+    def _replicas(self) -> int:
+        return max(t.n for t in self.config.tables.values())
+
+    def _change(self, old: Ring, new: Ring, joining: dict, leaving: list, progress: bool) -> dict:
+        from tqdm.auto import tqdm
+
+        def spawn_node(node, ring, host, ray_node):
+            _spawn_nodes(self.name, self.config, ring, {node: ray_node}, {node: host})
+
+        report = membership.change(self.name, self.config, old, new, joining, leaving,
+                                   spawn_node, progress=tqdm if progress else None)
+        self.ring = new
+        self._coordinators.clear()
+        return report
 
     # --- coordinators -------------------------------------------------------------------------
     def _coordinator(self, node: str) -> Optional[Any]:
@@ -338,14 +407,18 @@ class Store:
         )
 
     # --- operations ---------------------------------------------------------------------------
-    def status(self):
+    def status(self, view: Optional[str] = None):
         """One row per vnode: node, partition, up, keys, bytes, hints_pending, ranges (key
         ranges held), calls (requests served); anti-entropy totals of the exchanges it started:
         ae_ranges (ranges compared), ae_nodes (tree nodes and listing entries received),
         ae_keys (key states moved), ae_bytes, ae_reaped (tombstones removed here), ae_last (time
-        of its last exchange); and actor (the vnode's current version id)."""
+        of its last exchange); and actor (the vnode's current version id).
+
+        ``view``: take ``up`` from that node's gossip view (heartbeats) instead of asking each
+        vnode from here."""
         import pandas as pd
 
+        self.refresh_ring()
         rows: list[dict] = []
         for node in self.ring.nodes:
             handle = placement.lookup(placement.node_actor_name(self.name, node))
@@ -369,7 +442,19 @@ class Store:
         columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "calls",
                    *counts[5:], "ae_last", "actor"]
         frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
+        if view is not None:
+            frame["up"] = frame["node"].map(self._view_of(view)).fillna(False).astype(bool)
         return frame
+
+    def _view_of(self, node: str) -> dict[str, bool]:
+        """Which nodes ``node``'s gossip view holds up."""
+        handle = self._node_handle(node)
+        if handle is None:
+            raise Unavailable(f"{node!r} is down: it has no view to show", needed=1, got=0)
+        try:
+            return ray.get(handle.view_status.remote(), timeout=_rpc_timeout_s(self.config))
+        except Exception as e:
+            raise Unavailable(f"{node!r} did not answer: {type(e).__name__}", needed=1, got=0) from None
 
     # --- fault injection (DESIGN §4; the chaos jobs and tests use these) ----------------------
     def _node_handle(self, node: str) -> Optional[Any]:

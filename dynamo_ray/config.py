@@ -100,6 +100,25 @@ class AntiEntropy:
 
 
 @dataclass(frozen=True)
+class Gossip:
+    """Membership and heartbeat gossip between nodes (Dynamo §4.8)."""
+
+    interval_s: float = 1.0  # the paper's one exchange per second
+    suspect_after: int = 3  # intervals without a fresh heartbeat before a view marks a node down
+    seeds: tuple = ()  # nodes every other node also gossips with (default: the ring's first)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, list):
+            object.__setattr__(self, "seeds", tuple(self.seeds))
+
+    def check(self, path: str) -> None:
+        _require_number(self.interval_s, f"{path}.interval_s", low=0.01)
+        _require_int(self.suspect_after, f"{path}.suspect_after", low=1)
+        if not isinstance(self.seeds, tuple) or not all(isinstance(s, str) for s in self.seeds):
+            raise ConfigError(f"{path}.seeds={self.seeds!r} must be a list of node names")
+
+
+@dataclass(frozen=True)
 class FailureDetection:
     """Local failure detector of each coordinator (Dynamo §4.8.1: a purely local view)."""
 
@@ -135,6 +154,7 @@ class StoreConfig:
     limits: Limits = field(default_factory=Limits)
     handoff: Handoff = field(default_factory=Handoff)
     antientropy: AntiEntropy = field(default_factory=AntiEntropy)
+    gossip: Gossip = field(default_factory=Gossip)
     failure_detection: FailureDetection = field(default_factory=FailureDetection)
     versioning: Versioning = field(default_factory=Versioning)
 
@@ -251,6 +271,7 @@ def _section_types() -> dict[str, type]:
         "limits": Limits,
         "handoff": Handoff,
         "antientropy": AntiEntropy,
+        "gossip": Gossip,
         "failure_detection": FailureDetection,
         "versioning": Versioning,
     }

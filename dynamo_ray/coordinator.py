@@ -71,6 +71,7 @@ class Router:
         self._down_until: dict[int, float] = {}
         self._failures: dict[int, int] = {}
         self._background: set = set()
+        self._fetching_ring = False
         self.latencies_ms: deque = deque(maxlen=512)  # recent requests, for the AE throttle
 
     def latency_p99_ms(self) -> float:
@@ -81,8 +82,28 @@ class Router:
 
     # --- membership and local failure detection --------------------------------------------
     def set_ring(self, ring: Ring) -> None:
-        if ring.version >= self.ring.version:
+        if ring.version > self.ring.version:
             self.ring = ring
+            self._handles.clear()
+
+    def _learn_ring(self, vnode: int, version: int) -> None:
+        """A reply carried a newer ring version than ours: fetch that ring from the vnode that
+        sent it (no polling: replies are how a router hears of membership changes)."""
+        if version > self.ring.version and not self._fetching_ring:
+            self._fetching_ring = True
+            self._keep(self._fetch_ring(vnode))
+
+    async def _fetch_ring(self, vnode: int) -> None:
+        try:
+            handle = self._handle(vnode)
+            if handle is not None:
+                ring = await asyncio.wait_for(handle.ring_view.remote(),
+                                              self.config.timeouts.request_ms / 1000)
+                self.set_ring(ring)
+        except Exception:
+            pass
+        finally:
+            self._fetching_ring = False
 
     def set_unreachable(self, nodes: Iterable[str]) -> None:
         self.unreachable = frozenset(nodes)
@@ -214,7 +235,9 @@ class Router:
                 vnode, items, _ = pending.pop(fut)
                 if fut.exception() is None:
                     self.mark_up(vnode)
-                    for (job, hint), result in zip(items, fut.result()):
+                    ring_version, results = fut.result()
+                    self._learn_ring(vnode, ring_version)
+                    for (job, hint), result in zip(items, results):
                         on_reply(job, vnode, hint, result)
                 else:
                     fail(vnode, items, retry)
@@ -275,7 +298,7 @@ class Router:
             for fut in finished:
                 vnode, items, _ = pending[fut]
                 if fut.exception() is None:
-                    for (job, _), blobs in zip(items, fut.result()):
+                    for (job, _), blobs in zip(items, fut.result()[1]):
                         job.replies.append((vnode, blobs))
         repairs: dict = defaultdict(list)
         for job in jobs.values():
@@ -394,6 +417,9 @@ class Coordinator:
 
     def set_ring(self, ring: Ring) -> None:
         self.router.set_ring(ring)
+
+    def ring_version(self) -> int:
+        return self.router.ring.version
 
 
 # --- helpers ------------------------------------------------------------------------------------

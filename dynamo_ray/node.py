@@ -1,8 +1,10 @@
 """Node: one physical node of the store, pinned to one Ray node (DESIGN §1).
 
-Role: create and own the vnodes of the partitions this node claims and its coordinator (a node's
-death takes them with it, as a crashed host takes its processes), answer for them when the store
-is inspected, and run the maintenance loop that launches background repair as Ray tasks.
+Role: create and own the vnodes of the partitions this node serves and its coordinator (a
+node's death takes them with it, as a crashed host takes its processes); gossip membership and
+heartbeats with its peers; answer for its vnodes when the store is inspected or changes
+membership; and run the maintenance loop that launches hinted handoff and anti-entropy as Ray
+tasks pinned to this node.
 
 Must not: sit on the request path (requests go to coordinators and vnodes directly), or block
 its event loop on a call without a deadline.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from typing import Any, Optional
 
 import ray
@@ -19,6 +23,7 @@ import ray
 from . import antientropy, handoff, placement
 from .config import StoreConfig
 from .coordinator import Coordinator
+from .gossip import View
 from .ring import Ring
 from .vnode import VNode
 
@@ -26,19 +31,17 @@ log = logging.getLogger(__name__)
 
 
 class Node:
-    def __init__(self, store: str, name: str, config: StoreConfig, ring: Ring):
+    def __init__(self, store: str, name: str, config: StoreConfig, ring: Ring,
+                 host: Optional[list[int]] = None):
+        """``host``: the partitions to create vnodes for when they are not (yet) this node's in
+        ``ring`` (a node joining: it receives data before the new ring commits)."""
         self.store = store
         self.name = name
         self.config = config
-        self.ring = ring
         self.ray_node = placement.current_ray_node()
-        self.vnodes: dict[int, Any] = {
-            p: placement.spawn(
-                VNode, placement.vnode_actor_name(store, name, p), store, name, p, config,
-                ray_node_id=self.ray_node,
-            )
-            for p in ring.partitions_of(name)
-        }
+        self.view = View(name, ring, incarnation=time.time_ns(), now=time.monotonic())
+        self.vnodes: dict[int, Any] = {}
+        self._spawn_vnodes(ring.partitions_of(name) if host is None else host)
         self.coordinator = placement.spawn(
             Coordinator, placement.coordinator_actor_name(store, name), store, name, config, ring,
             ray_node_id=self.ray_node,
@@ -52,8 +55,22 @@ class Node:
         self._exchange_task: Optional[Any] = None
         self.antientropy_rounds = {"done": 0, "paused": 0, "last": {}}
 
+    @property
+    def ring(self) -> Ring:
+        return self.view.ring
+
     def _deadline_s(self) -> float:
         return self.config.timeouts.request_ms / 1000
+
+    def _spawn_vnodes(self, partitions: list[int]) -> list[Any]:
+        spawned = []
+        for p in partitions:
+            if p not in self.vnodes:
+                self.vnodes[p] = placement.spawn(
+                    VNode, placement.vnode_actor_name(self.store, self.name, p), self.store,
+                    self.name, p, self.config, self.ring, ray_node_id=self.ray_node)
+                spawned.append(self.vnodes[p])
+        return spawned
 
     async def ready(self) -> str:
         """Returns once every vnode and the coordinator of this node answer."""
@@ -64,29 +81,128 @@ class Node:
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
         return self.name
 
+    def describe(self) -> dict:
+        return {"node": self.name, "config": self.config, "ring": self.ring,
+                "ray_node": self.ray_node}
+
     # --- maintenance loop --------------------------------------------------------------------
     async def _maintain(self) -> None:
-        """Launch hinted handoff every ``handoff.interval_s`` and anti-entropy every
-        ``antientropy.interval_s``, each as Ray tasks pinned to this node."""
-        handoff_cfg, ae_cfg = self.config.handoff, self.config.antientropy
+        """Gossip every ``gossip.interval_s``, launch hinted handoff every
+        ``handoff.interval_s`` and anti-entropy every ``antientropy.interval_s``."""
+        cfg = self.config
         loop = asyncio.get_running_loop()
-        next_handoff = next_exchange = loop.time()
+        due = {"gossip": loop.time(), "handoff": loop.time(), "antientropy": loop.time()}
+        every = {"gossip": cfg.gossip.interval_s, "handoff": cfg.handoff.interval_s,
+                 "antientropy": cfg.antientropy.interval_s}
+        enabled = {"gossip": True, "handoff": cfg.handoff.enabled,
+                   "antientropy": cfg.antientropy.enabled}
+        rounds = {"gossip": self._gossip_round, "handoff": self._handoff_round,
+                  "antientropy": self._antientropy_round}
         while True:
-            await asyncio.sleep(min(handoff_cfg.interval_s, ae_cfg.interval_s, 0.5))
-            now = loop.time()
-            try:
-                if handoff_cfg.enabled and now >= next_handoff:
-                    next_handoff = now + handoff_cfg.interval_s
-                    await self._handoff_round()
-                if ae_cfg.enabled and now >= next_exchange:
-                    next_exchange = now + ae_cfg.interval_s
-                    await self._antientropy_round()
-            except Exception:  # the loop must outlive any one bad round
-                log.exception("maintenance round failed on %s", self.name)
+            await asyncio.sleep(min(0.5, *every.values()))
+            for activity, run in rounds.items():
+                now = loop.time()
+                if not enabled[activity] or now < due[activity]:
+                    continue
+                due[activity] = now + every[activity]
+                try:
+                    await run()
+                except Exception:  # the loop must outlive any one bad round
+                    log.exception("%s round failed on %s", activity, self.name)
 
+    # --- gossip (Dynamo §4.8) ----------------------------------------------------------------
+    async def _gossip_round(self) -> None:
+        self.view.beat(time.monotonic())
+        peers = [n for n in self.ring.nodes if n != self.name and n not in self.unreachable]
+        if not peers:
+            return
+        targets = {random.choice(peers)}
+        seeds = [s for s in (self.config.gossip.seeds or self.ring.nodes[:1])
+                 if s in peers]
+        if seeds and self.name not in seeds:
+            targets.add(random.choice(seeds))  # seeds keep the views from forming two rings
+        ring, heartbeats = self.view.snapshot()
+        for peer in targets:
+            handle = placement.lookup(placement.node_actor_name(self.store, peer))
+            if handle is None:
+                continue
+            try:
+                their_ring, theirs = await asyncio.wait_for(
+                    handle.gossip.remote(ring, heartbeats), self._deadline_s())
+            except Exception:
+                continue
+            await self._merge_view(their_ring, theirs)
+
+    async def gossip(self, ring: Ring, heartbeats: dict) -> tuple[Ring, dict]:
+        """A peer's view in, ours out."""
+        await self._merge_view(ring, heartbeats)
+        return self.view.snapshot()
+
+    async def _merge_view(self, ring: Ring, heartbeats: dict) -> None:
+        newer = self.view.merge(ring, heartbeats, time.monotonic())
+        if newer is not None:
+            await self._push_ring(newer)
+
+    def view_status(self) -> dict[str, bool]:
+        """Which nodes this node's gossip view holds up (fresh heartbeats)."""
+        g = self.config.gossip
+        return self.view.up(time.monotonic(), g.interval_s * g.suspect_after)
+
+    # --- membership changes (driven by membership.change) ----------------------------------
+    async def set_ring(self, ring: Ring) -> int:
+        """Adopt ``ring`` if it is newer; returns the version now held."""
+        if self.view.adopt(ring):
+            await self._push_ring(ring)
+        return self.ring.version
+
+    async def _push_ring(self, ring: Ring) -> None:
+        targets = [self.coordinator, *self.vnodes.values()]
+        await asyncio.gather(*(asyncio.wait_for(t.set_ring.remote(ring), self._deadline_s())
+                               for t in targets), return_exceptions=True)
+
+    async def add_vnodes(self, partitions: list[int]) -> list[int]:
+        """Create vnodes for partitions this node is about to own; returns when they answer."""
+        await asyncio.gather(*(v.ready.remote() for v in self._spawn_vnodes(partitions)))
+        return sorted(self.vnodes)
+
+    async def retire_vnodes(self, partitions: list[int]) -> None:
+        """Kill the vnodes of partitions that moved away (after the final sync)."""
+        for p in partitions:
+            handle = self.vnodes.pop(p, None)
+            if handle is not None:
+                ray.kill(handle, no_restart=True)
+
+    async def drop_ranges(self, partition: int, ranges: list[tuple]) -> int:
+        handle = self.vnodes.get(partition)
+        if handle is None:
+            return 0
+        return await asyncio.wait_for(handle.drop_ranges.remote(ranges), self._deadline_s())
+
+    async def handoff_now(self) -> int:
+        """Deliver every hint held here, now; returns the keys handed off (a node leaving)."""
+        total = 0
+        for _ in range(5):
+            await self._handoff_round()
+            for ref in list(self._deliveries.values()):
+                try:
+                    total += await ref
+                except Exception:
+                    pass
+            self._deliveries.clear()
+            pending = 0
+            for vnode in self.vnodes.values():
+                try:
+                    pending += sum((await vnode.hint_summary.remote()).values())
+                except Exception:
+                    pass
+            if not pending:
+                break
+        return total
+
+    # --- hinted handoff -----------------------------------------------------------------------
     async def _handoff_round(self) -> None:
         self._deliveries = {k: t for k, t in self._deliveries.items() if not _finished(t)}
-        for partition, vnode in self.vnodes.items():
+        for partition, vnode in list(self.vnodes.items()):
             try:
                 hints = await asyncio.wait_for(vnode.hint_summary.remote(), self._deadline_s())
             except Exception:
@@ -100,6 +216,7 @@ class Node:
                     self._deadline_s(),
                 )
 
+    # --- anti-entropy -------------------------------------------------------------------------
     async def antientropy_now(self) -> dict:
         """Run one anti-entropy round now, after the one in flight; returns its figures."""
         if self._exchange_task is not None:
@@ -111,12 +228,15 @@ class Node:
         jobs = self._antientropy_jobs()
         if not jobs:
             return {}
-        return await self._exchange.remote(self.store, self.config, self.ring, jobs, self.unreachable)
+        return await self._exchange.remote(self.store, self.config, self.ring, jobs,
+                                           self.unreachable)
 
     def _antientropy_jobs(self) -> list:
         """Each range a vnode here replicates, paired with the next replica of that range."""
         jobs = []
-        for partition in self.vnodes:
+        for partition in self.ring.partitions_of(self.name):
+            if partition not in self.vnodes:
+                continue
             for table, tcfg in self.config.tables.items():
                 for kp in self.ring.ranges_held(partition, tcfg.n):
                     replicas = self.ring.preference_list(kp, tcfg.n)
@@ -151,21 +271,7 @@ class Node:
     def antientropy_figures(self) -> dict:
         return dict(self.antientropy_rounds)
 
-    # --- fault injection ---------------------------------------------------------------------
-    async def set_unreachable(self, nodes: list) -> None:
-        self.unreachable = frozenset(nodes)
-        await asyncio.wait_for(self.coordinator.set_unreachable.remote(list(nodes)), self._deadline_s())
-
-    async def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
-        await asyncio.gather(*(
-            asyncio.wait_for(v.set_faults.remote(delay_ms, clock_skew_ms), self._deadline_s())
-            for v in self.vnodes.values()
-        ))
-
-    def describe(self) -> dict:
-        return {"node": self.name, "config": self.config, "ring": self.ring,
-                "ray_node": self.ray_node}
-
+    # --- inspection ---------------------------------------------------------------------------
     async def vnode_info(self) -> list[dict]:
         """One status row per vnode of this node; a vnode that does not answer in time is down."""
         async def one(partition: int, handle: Any) -> dict:
@@ -189,6 +295,16 @@ class Node:
         found = await asyncio.gather(*(one(p, v) for p, v in self.vnodes.items()))
         return [c for copies in found for c in copies]
 
+    # --- fault injection ---------------------------------------------------------------------
+    async def set_unreachable(self, nodes: list) -> None:
+        self.unreachable = frozenset(nodes)
+        await asyncio.wait_for(self.coordinator.set_unreachable.remote(list(nodes)), self._deadline_s())
+
+    async def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
+        await asyncio.gather(*(
+            asyncio.wait_for(v.set_faults.remote(delay_ms, clock_skew_ms), self._deadline_s())
+            for v in self.vnodes.values()
+        ))
 
 
 def _finished(ref: Any) -> bool:

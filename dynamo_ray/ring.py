@@ -17,6 +17,7 @@ Pure: no Ray import; membership is passed in.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -24,6 +25,12 @@ from typing import Iterable, Sequence
 import mmh3
 
 HASH_BITS = 128
+
+
+def natural_order(name: str) -> tuple:
+    """Sort key that orders the numbers inside names by value: node-2 before node-10."""
+    parts = re.split(r"(\d+)", name)  # text, digits, text, ...: types align between names
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
 
 
 def key_hash(key: str | bytes) -> int:
@@ -55,8 +62,8 @@ class Ring:
 
     @property
     def nodes(self) -> tuple[str, ...]:
-        """Distinct owners, in order of first partition owned."""
-        return tuple(dict.fromkeys(self.owners))
+        """Distinct owners in natural order (node-2 before node-10)."""
+        return tuple(sorted(set(self.owners), key=natural_order))
 
     def partition_of(self, key: str | bytes) -> int:
         return key_hash(key) >> self._shift
@@ -157,6 +164,52 @@ def claim(partitions: int, nodes: Sequence[str], n: int, previous: Ring | None =
         owners[p] = taker
         held[taker] += 1
     return Ring(tuple(owners), version)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Range ``kp`` of every table with N = ``n`` must be streamed from vnode ``source`` (on
+    ``source_node`` in the old ring) to vnode ``target`` (on ``target_node`` in the new ring)."""
+
+    n: int
+    kp: int
+    source: int
+    source_node: str
+    target: int
+    target_node: str
+
+
+def transfer_plan(old: Ring, new: Ring, ns: Iterable[int]) -> list[Transfer]:
+    """What a membership change must stream before ownership switches: for every range and
+    replication factor, each vnode of the new preference list that did not hold the range in
+    the old ring (a vnode is a partition on a node) receives it from an old replica, preferably
+    the old vnode of the same partition (the one being moved), else the range's first one."""
+    if old.partitions != new.partitions:
+        raise ValueError("a membership change keeps Q: the rings have different partition counts")
+    plan = []
+    for n in sorted(set(ns)):
+        for kp in range(new.partitions):
+            old_replicas = [(p, old.owners[p]) for p in old.preference_list(kp, n)]
+            for target in new.preference_list(kp, n):
+                if (target, new.owners[target]) in old_replicas:
+                    continue
+                source = next((r for r in old_replicas if r[0] == target), old_replicas[0])
+                plan.append(Transfer(n, kp, source[0], source[1], target, new.owners[target]))
+    return plan
+
+
+def ranges_dropped(old: Ring, new: Ring, ns: Iterable[int]) -> list[tuple[int, int, int]]:
+    """(n, vnode, kp): ranges a vnode keeps serving in both rings (same partition, same node)
+    but no longer replicates in the new one; it drops them once the change has committed."""
+    dropped = []
+    for n in sorted(set(ns)):
+        for vnode in range(new.partitions):
+            if old.owners[vnode] != new.owners[vnode]:
+                continue  # the vnode moves: the whole old vnode retires
+            before = set(old.ranges_held(vnode, n))
+            after = set(new.ranges_held(vnode, n))
+            dropped += [(n, vnode, kp) for kp in sorted(before - after)]
+    return dropped
 
 
 def clashing_windows(ring: Ring, n: int) -> int:

@@ -22,12 +22,13 @@ def key_bytes(key: str | bytes) -> int:
 
 
 class RangeStore:
-    __slots__ = ("entries", "nbytes", "tree")
+    __slots__ = ("entries", "nbytes", "tree", "watchers")
 
     def __init__(self, tree_shape: Optional[tuple[int, int]] = None) -> None:
         self.entries: dict[str | bytes, bytes] = {}
         self.nbytes = 0
         self.tree = MerkleTree(*tree_shape) if tree_shape else None
+        self.watchers: list[set] = []  # keys written while a range transfer streams
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -41,6 +42,8 @@ class RangeStore:
         self.entries[key] = blob
         if self.tree is not None:
             self.tree.update(key, old, blob)
+        for written in self.watchers:
+            written.add(key)
 
     def pop(self, key: str | bytes) -> Optional[bytes]:
         old = self.entries.pop(key, None)
@@ -48,6 +51,8 @@ class RangeStore:
             self.nbytes -= len(old) + key_bytes(key)
             if self.tree is not None:
                 self.tree.update(key, old, None)
+            for written in self.watchers:
+                written.add(key)
         return old
 
     def items(self) -> Iterator[tuple[str | bytes, bytes]]:

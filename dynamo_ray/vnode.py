@@ -11,7 +11,8 @@ hinted range named by the intended vnode, until handoff delivers them.
 
 Invariants:
 - the actor id changes on every start, so a vnode that lost its memory never reuses a dot, and
-  whenever it drops keys holding its own dots (hints delivered), so that a clock entry (id, n)
+  whenever it drops keys holding its own dots (hints delivered, ranges handed to a new
+  owner), so that a clock entry (id, n)
   always covers every event id made for that key;
 - dots come from one counter per incarnation, so they are unique across keys and time;
 - a vnode never calls another actor: it cannot deadlock and needs no deadline of its own.
@@ -21,10 +22,11 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from . import versioning
 from .config import StoreConfig
+from .ring import Ring
 from .storage import RangeStore
 
 RangeId = tuple  # (table, key partition)
@@ -38,8 +40,9 @@ def new_actor_id() -> int:
 
 
 class VNode:
-    def __init__(self, store: str, node: str, partition: int, config: StoreConfig):
+    def __init__(self, store: str, node: str, partition: int, config: StoreConfig, ring: Ring):
         self.store = store
+        self.ring = ring  # the newest ring its node knows: every reply carries its version
         self.node = node
         self.partition = partition
         self.config = config
@@ -51,6 +54,7 @@ class VNode:
         self.calls = 0  # requests served (coordinate, merge, get): one per vnode per batch
         self.delay_ms = 0  # injected slowness (Store.slow_node)
         self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
+        self.transfers: dict[tuple, tuple[list, set]] = {}  # (table, kp, tag) -> (keys, written)
         ae = config.antientropy
         self.tree_shape = (ae.fanout, ae.depth)
         self.exchanges = {"ae_ranges": 0, "ae_nodes": 0, "ae_keys": 0, "ae_bytes": 0,
@@ -84,9 +88,9 @@ class VNode:
     def ready(self) -> int:
         return self.actor
 
-    def coordinate(self, table: str, groups: Iterable) -> list[list[bytes]]:
+    def coordinate(self, table: str, groups: Iterable) -> tuple[int, list[list[bytes]]]:
         """Apply writes as coordinator. groups: [(kp, hint, [(key, context|None, value|None)])];
-        returns the new encoded state of every key, in order."""
+        returns (ring version, the new encoded state of every key, in order)."""
         self._serve()
         tcfg = self.config.tables[table]
         max_entries = self.config.versioning.max_clock_entries
@@ -114,11 +118,11 @@ class VNode:
                 store.put(key, blob)
                 blobs.append(blob)
             out.append(blobs)
-        return out
+        return self.ring.version, out
 
-    def merge(self, table: str, groups: Iterable) -> list[int]:
-        """Fold states made elsewhere. groups: [(kp, hint, [(key, blob)])]; returns, per group,
-        how many keys changed here."""
+    def merge(self, table: str, groups: Iterable) -> tuple[int, list[int]]:
+        """Fold states made elsewhere. groups: [(kp, hint, [(key, blob)])]; returns (ring
+        version, per group how many keys changed here)."""
         self._serve()
         policy = self.config.tables[table].conflict
         max_entries = self.config.versioning.max_clock_entries
@@ -134,10 +138,11 @@ class VNode:
                         store.put(key, new)
                         count += 1
             changed.append(count)
-        return changed
+        return self.ring.version, changed
 
-    def get(self, table: str, groups: Iterable) -> list[list[Optional[bytes]]]:
-        """Stored states. groups: [(kp, [key])]; a fallback answers from its hinted copies too."""
+    def get(self, table: str, groups: Iterable) -> tuple[int, list[list[Optional[bytes]]]]:
+        """Stored states. groups: [(kp, [key])]; returns (ring version, the states per group);
+        a fallback answers from its hinted copies too."""
         self._serve()
         policy = self.config.tables[table].conflict
         max_entries = self.config.versioning.max_clock_entries
@@ -157,7 +162,47 @@ class VNode:
                         blob = versioning.merge_blobs(blob, other, policy, max_entries)
                 found.append(blob)
             out.append(found)
-        return out
+        return self.ring.version, out
+
+    # --- membership (DESIGN §2) -----------------------------------------------------------------
+    def set_ring(self, ring: Ring) -> None:
+        if ring.version > self.ring.version:
+            self.ring = ring
+
+    def ring_view(self) -> Ring:
+        return self.ring
+
+    def start_transfer(self, table: str, kp: int, tag: Any) -> int:
+        """Begin streaming range (table, kp) to another vnode: snapshot its keys and record
+        every key written from now on, for the final sync. Returns the key count."""
+        store = self._store(table, kp, None)
+        written: set = set()
+        store.watchers.append(written)
+        self.transfers[(table, kp, tag)] = (list(store.entries), written)
+        return len(store.entries)
+
+    def transfer_batch(self, table: str, kp: int, tag: Any, offset: int, limit: int) -> list:
+        keys, _ = self.transfers[(table, kp, tag)]
+        store = self._store(table, kp, None)
+        return [(k, store.get(k)) for k in keys[offset:offset + limit] if store.get(k) is not None]
+
+    def finish_transfer(self, table: str, kp: int, tag: Any) -> list:
+        """End the transfer: the current state of every key written since it began."""
+        _, written = self.transfers.pop((table, kp, tag))
+        store = self._store(table, kp, None)
+        store.watchers.remove(written)
+        return [(k, store.get(k)) for k in written if store.get(k) is not None]
+
+    def drop_ranges(self, ranges: list[tuple]) -> int:
+        """Forget ranges (table, kp) it no longer replicates after a membership change. Its
+        dots live on in the new replicas, so it takes a fresh id (see module doc)."""
+        dropped = 0
+        for rid in ranges:
+            store = self.ranges.pop(tuple(rid), None)
+            dropped += len(store) if store is not None else 0
+        if dropped:
+            self.actor = new_actor_id()
+        return dropped
 
     # --- hinted handoff (DESIGN §4) ------------------------------------------------------------
     def hint_summary(self) -> dict[HintId, int]:

@@ -1,0 +1,81 @@
+"""Elastic membership on a local Ray: nodes join and leave under load, gossip spreads views,
+coordinators learn rings from replies."""
+
+import os
+import sys
+import time
+
+import ray
+
+import dynamo_ray as dr
+from dynamo_ray import placement
+from dynamo_ray.ring import Ring
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "jobs"))
+import rebalance  # noqa: E402
+
+
+def test_grow_and_shrink_under_load_loses_nothing_and_moves_near_the_ideal(start_store):
+    s = start_store(nodes=3, partitions=16, timeouts={"request_ms": 1000},
+                    tables={"default": {"n": 3, "r": 2, "w": 2}})
+    result = rebalance.run(s, keys_count=3000, steps=[("add", "node-4"), ("remove", "node-4")])
+    print(result["rows"])
+    assert result["acked"] > 0 and result["reads"] > 0
+    assert (result["lost"], result["failed_reads"], result["write_errors"]) == (0, 0, 0), result
+    assert result["worst_ratio"] <= rebalance.GOAL_RATIO
+    assert s.nodes() == ["node-1", "node-2", "node-3"]
+    assert placement.store_node_names(s.name) == ["node-1", "node-2", "node-3"]
+    assert len(s.status()) == 16
+
+
+def test_every_view_marks_a_failed_node_down_within_five_gossip_intervals(start_store):
+    s = start_store(nodes=4, partitions=8, gossip={"interval_s": 0.5, "suspect_after": 3})
+    time.sleep(2)  # a few rounds: every view has heard every heartbeat
+    for view in s.nodes():
+        assert s.status(view=view)["up"].all()
+    s.fail_node("node-4")
+    failed_at = time.monotonic()
+    others = ["node-1", "node-2", "node-3"]
+    deadline = failed_at + 5 * s.config.gossip.interval_s
+    marked = {}
+    while len(marked) < len(others) and time.monotonic() < deadline + 1:
+        for view in others:
+            if view not in marked:
+                frame = s.status(view=view)
+                if not frame.query("node == 'node-4'")["up"].any():
+                    marked[view] = time.monotonic() - failed_at
+        time.sleep(0.1)
+    assert set(marked) == set(others), marked
+    assert max(marked.values()) <= 5 * s.config.gossip.interval_s, marked
+    assert s.status(view="node-1").query("node != 'node-4'")["up"].all()
+
+
+def test_a_coordinator_learns_a_newer_ring_from_a_vnode_reply(store, key):
+    vnode_partition = store.ring.preference_list(store.ring.partition_of(key), 3)[1]
+    owner = store.ring.owners[vnode_partition]
+    vnode = placement.lookup(placement.vnode_actor_name(store.name, owner, vnode_partition))
+    newer = Ring(store.ring.owners, store.ring.version + 7)
+    ray.get(vnode.set_ring.remote(newer))  # only this vnode knows it: no push, no gossip yet
+    via = next(n for n in store.nodes() if n != owner)
+    coordinator = placement.lookup(placement.coordinator_actor_name(store.name, via))
+    assert ray.get(coordinator.ring_version.remote()) < newer.version
+    store.table(via=via).put(key, "hello", w=3)
+    deadline = time.monotonic() + 5
+    while ray.get(coordinator.ring_version.remote()) < newer.version and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.get(coordinator.ring_version.remote()) == newer.version
+
+
+def test_adding_an_existing_or_bad_node_is_a_config_error(store):
+    for bad in ["node-1", "", "a:b", 7]:
+        try:
+            store.add_node(bad)
+        except dr.ConfigError:
+            continue
+        raise AssertionError(f"add_node({bad!r}) was accepted")
+    try:
+        store.remove_node("node-9")
+    except dr.ConfigError:
+        pass
+    else:
+        raise AssertionError("remove_node of an unknown node was accepted")

@@ -124,6 +124,31 @@ def status(address: str, name: str) -> None:
         _shutdown()
 
 
+@main.command()
+@click.option("--plot", "plot_path", default=None, help="also draw the ring to this PNG")
+@click.option("--key", default=None, help="with --plot: mark this key and its preference list")
+@click.option("--n", "replicas", default=None, type=int, help="N (default: the largest table's)")
+@address_option
+@name_option
+def ring(plot_path: Optional[str], key: Optional[str], replicas: Optional[int], address: str,
+         name: str) -> None:
+    """Print the ownership table: partition, owner, hash range, preference list, fallbacks."""
+    from .ringview import draw_ring, format_table
+
+    try:
+        store = _connect(address, name)
+        current = store.refresh_ring()
+        n = replicas or max(t.n for t in store.config.tables.values())
+        click.echo(format_table(current, n))
+        if plot_path:
+            draw_ring(current, n, plot_path, highlight_key=key)
+            click.echo(f"\nring drawn to {plot_path}")
+    except DynamoError as e:
+        _fail(e)
+    finally:
+        _shutdown()
+
+
 @main.command("add-node")
 @click.argument("node")
 @click.option("--ray-node", default=None, help="Ray node id to pin it to (placement spread)")

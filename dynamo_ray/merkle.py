@@ -35,6 +35,7 @@ network; it trusts the caller for ``old`` (a wrong ``old`` corrupts the tree unt
 from __future__ import annotations
 
 import struct
+from array import array
 from collections.abc import Iterable, Sequence
 from functools import reduce
 from operator import xor
@@ -81,7 +82,8 @@ class MerkleTree:
         self.fanout = fanout
         self.depth = depth
         self.leaves = check_shape(fanout, depth)
-        self._levels: list[list[int]] = [[0] * fanout**d for d in range(depth + 1)]
+        # unsigned 64-bit arrays: 8 bytes a node, not a pointer plus an int object
+        self._levels: list[array] = [array("Q", bytes(8 * fanout**d)) for d in range(depth + 1)]
         self._count = 0
         self._index_path()
 
@@ -111,16 +113,16 @@ class MerkleTree:
         tree._count = len(seen)
         for d in range(depth - 1, -1, -1):
             below = tree._levels[d + 1]
-            tree._levels[d][:] = [
-                reduce(xor, below[i : i + fanout]) for i in range(0, len(below), fanout)
-            ]
+            tree._levels[d][:] = array(
+                "Q", [reduce(xor, below[i : i + fanout]) for i in range(0, len(below), fanout)]
+            )
         return tree
 
     def copy(self) -> MerkleTree:
         """An independent snapshot (e.g. to walk a comparison while writes go on)."""
         other = MerkleTree.__new__(MerkleTree)
         other.fanout, other.depth, other.leaves = self.fanout, self.depth, self.leaves
-        other._levels = [list(nodes) for nodes in self._levels]
+        other._levels = [array("Q", nodes) for nodes in self._levels]
         other._count = self._count
         other._index_path()
         return other

@@ -118,12 +118,11 @@ def claim(partitions: int, nodes: Sequence[str], n: int, previous: Ring | None =
     if partitions < len(nodes):
         raise ValueError(f"{partitions} partitions cannot be spread over {len(nodes)} nodes")
     members = set(nodes)
+    version = previous.version + 1 if previous is not None else 1  # newer views win
     if previous is not None and previous.partitions == partitions:
         owners: list[str | None] = [o if o in members else None for o in previous.owners]
-        version = previous.version + 1
     else:
         owners = [None] * partitions
-        version = 1
     order = {node: i for i, node in enumerate(nodes)}
     held = Counter(o for o in owners if o is not None)
     base, extra = divmod(partitions, len(nodes))

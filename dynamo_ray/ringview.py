@@ -18,13 +18,12 @@ inside `draw_ring`, with the Agg backend, so that the CLI and the store never lo
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from .ring import HASH_BITS, Ring, key_hash
+from .ring import HASH_BITS, Ring, key_hash, natural_order
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -36,7 +35,7 @@ COLUMNS = ("partition", "owner", "start", "end", "preference_list", "fallbacks")
 
 
 def hash_range(ring: Ring, partition: int) -> tuple[int, int]:
-    """First and last hash position (inclusive) of ``partition``: the ring cut into Q equal slices."""
+    """First and last hash position (inclusive) of ``partition``, one of Q equal slices."""
     width = RING_SIZE // ring.partitions
     return partition * width, (partition + 1) * width - 1
 
@@ -184,16 +183,12 @@ def draw_ring(ring: Ring, n: int, path: str, *, highlight_key: str | None = None
 
 def node_colours(ring: Ring) -> dict[str, tuple]:
     """A qualitative colour per node, in natural name order (node-2 before node-10), so a node
-    keeps its colour from one ring version to the next."""
+    keeps its colour from one ring version to the next while the node set stays the same."""
     from matplotlib import colormaps
 
-    nodes = sorted(ring.nodes, key=_natural)
+    nodes = sorted(ring.nodes, key=natural_order)
     cmap = colormaps["tab10" if len(nodes) <= 10 else "tab20"]
     return {node: cmap(i % cmap.N) for i, node in enumerate(nodes)}
-
-
-def _natural(name: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _angle(fraction: float) -> float:

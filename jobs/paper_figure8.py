@@ -108,7 +108,9 @@ def first_distinct(owners: Sequence[int], n: int) -> list[tuple[int, ...]]:
     return walks
 
 
-def random_tokens(nodes: int, tokens: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def random_tokens(
+    nodes: int, tokens: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``tokens`` uniform positions in [0, 1) per node: (positions ascending, their node ids)."""
     positions = rng.random(nodes * tokens)
     owners = np.repeat(np.arange(nodes), tokens)

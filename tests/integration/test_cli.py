@@ -36,6 +36,15 @@ def test_put_get_delete_and_status_against_a_running_store(store, key):
     assert status.returncode == 0 and "partition" in status.stdout and "node-1" in status.stdout
 
 
+def test_ring_prints_the_ownership_table_and_draws_it(store, tmp_path):
+    where = ["--address", ray.get_runtime_context().gcs_address, "--name", store.name]
+    png = tmp_path / "ring.png"
+    out = run("ring", "--plot", str(png), "--key", "alice", *where)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Q=8 partitions" in out.stdout and "node-1/p0" in out.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_errors_print_one_line_and_exit_1(store):
     where = ["--address", ray.get_runtime_context().gcs_address]
     missing = run("get", "k", "--name", "no-such-store", *where)

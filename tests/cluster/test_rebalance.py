@@ -1,0 +1,38 @@
+"""Elastic membership on several Ray nodes (placement spread): each new store node goes on a
+newly added Ray node; growing and shrinking under load loses nothing."""
+
+import os
+import sys
+import uuid
+
+import ray
+
+import dynamo_ray as dr
+from conftest import add_ray_node
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "jobs"))
+import rebalance  # noqa: E402
+
+
+def test_grow_and_shrink_on_new_ray_nodes_loses_nothing(cluster):
+    s = dr.start(name=f"grow-{uuid.uuid4().hex[:6]}", placement="spread", nodes=3, partitions=16,
+                 tables={"default": {"n": 3, "r": 2, "w": 2}}, timeouts={"request_ms": 1500})
+    added = {}
+
+    def make_room(node):
+        added[node] = add_ray_node(cluster).node_id
+        return added[node]
+
+    try:
+        result = rebalance.run(s, keys_count=3000, make_room=make_room)
+        print(result["rows"])
+        assert (result["lost"], result["failed_reads"], result["write_errors"]) == (0, 0, 0), result
+        assert result["worst_ratio"] <= rebalance.GOAL_RATIO
+        assert len(added) == 2
+        # while they were members, node-4 and node-5 ran on the Ray nodes added for them
+        assert s.nodes() == ["node-1", "node-2", "node-3"]
+        hosts = {n: ray.get(dr.placement.lookup(dr.placement.node_actor_name(s.name, n))
+                            .describe.remote())["ray_node"] for n in s.nodes()}
+        assert len(set(hosts.values())) == 3 and not set(hosts.values()) & set(added.values())
+    finally:
+        s.stop()

@@ -19,6 +19,7 @@ from .errors import (
     InvalidKey,
     InvalidValue,
     Overloaded,
+    StorageError,
     StoreExists,
     TableNotFound,
     Unavailable,
@@ -29,6 +30,6 @@ __all__ = [
     "start", "connect", "Store", "Table", "GetResult", "Context", "StoreConfig", "TableConfig",
     "merges", "DynamoError", "ConfigError", "ClusterNotFound", "StoreExists", "TableNotFound",
     "InvalidKey", "InvalidValue", "ValueTooLarge", "InvalidContext", "Unavailable",
-    "ConflictError", "Overloaded",
+    "ConflictError", "Overloaded", "StorageError",
 ]
 __version__ = "0.1.0"

@@ -412,7 +412,9 @@ class Store:
         ranges held), calls (requests served); anti-entropy totals of the exchanges it started:
         ae_ranges (ranges compared), ae_nodes (tree nodes and listing entries received),
         ae_keys (key states moved), ae_bytes, ae_reaped (tombstones removed here), ae_last (time
-        of its last exchange); and actor (the vnode's current version id).
+        of its last exchange); memory_bytes (what it holds in memory by its own account),
+        rss_bytes (its process's resident memory), segments (spill files), storage_errors
+        (files set aside as corrupt); and actor (the vnode's current version id).
 
         ``view``: take ``up`` from that node's gossip view (heartbeats) instead of asking each
         vnode from here."""
@@ -434,13 +436,14 @@ class Store:
             rows.extend(answered)
         frame = pd.DataFrame(rows)
         counts = ("keys", "bytes", "hints_pending", "ranges", "calls", "ae_ranges", "ae_nodes",
-                  "ae_keys", "ae_bytes", "ae_reaped")
+                  "ae_keys", "ae_bytes", "ae_reaped", "memory_bytes", "rss_bytes", "segments",
+                  "storage_errors")
         for column in counts:
             frame[column] = frame[column].fillna(0).astype(int) if column in frame else 0
         last = frame["ae_last"] if "ae_last" in frame else pd.Series(0.0, index=frame.index)
         frame["ae_last"] = pd.to_datetime(last.where(last > 0), unit="s")
         columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "calls",
-                   *counts[5:], "ae_last", "actor"]
+                   *counts[5:10], "ae_last", *counts[10:], "actor"]
         frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
         if view is not None:
             frame["up"] = frame["node"].map(self._view_of(view)).fillna(False).astype(bool)
@@ -687,6 +690,59 @@ class Table:
         w = self._quorum(w, "w")
         if writes:
             self.store._route("put_many", (self.name, writes, w, sloppy, False), None, self.via)
+
+
+    # --- export (DESIGN §5) ----------------------------------------------------------------------
+    def scan(self, batch_size: int = 1000):
+        """Every key of the table, as pandas DataFrames of at most ``batch_size`` rows (key,
+        values, deleted), range by range: only one range's key list is held at a time, and
+        each batch is read with ``get_many``, so it sees what a quorum read sees."""
+        import pandas as pd
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+        ring = self.store.refresh_ring()
+        for kp in range(ring.partitions):
+            keys = self._range_keys(ring, kp)
+            for start in range(0, len(keys), batch_size):
+                got = self.get_many(keys[start:start + batch_size])
+                yield pd.DataFrame({
+                    "key": list(got),
+                    "values": [g.values for g in got.values()],
+                    "deleted": [not g.exists for g in got.values()],
+                })
+
+    def to_pandas(self):
+        """The whole table as one DataFrame: one row per key (key, values, deleted)."""
+        import pandas as pd
+
+        frames = list(self.scan(batch_size=10_000))
+        if not frames:
+            return pd.DataFrame({"key": [], "values": [], "deleted": []})
+        return pd.concat(frames, ignore_index=True)
+
+    def _range_keys(self, ring: Ring, kp: int) -> list:
+        """The union of the keys that range ``kp``'s reachable primaries hold (R at least)."""
+        from .segments import encode_key
+
+        replicas = ring.preference_list(kp, self._tcfg.n)
+        refs = []
+        for p in replicas:
+            handle = placement.lookup(placement.vnode_actor_name(self.store.name, ring.owners[p], p))
+            if handle is not None:
+                refs.append(handle.range_keys.remote(self.name, kp))
+        keys: set = set()
+        answered = 0
+        for ref in refs:
+            try:
+                keys.update(ray.get(ref, timeout=_rpc_timeout_s(self.store.config)))
+                answered += 1
+            except Exception:
+                continue
+        if answered < self._tcfg.r:
+            raise Unavailable(f"scan of range {kp}: {answered} of the {self._tcfg.r} replicas "
+                              "it needs answered", needed=self._tcfg.r, got=answered)
+        return sorted(keys, key=encode_key)
 
 
 def _checked_keys(keys: Iterable[Any], max_key_bytes: int) -> list:

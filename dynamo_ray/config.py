@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import yaml
 
@@ -32,6 +32,7 @@ class TableConfig:
     w: int = 2
     conflict: str = "siblings"
     strict: bool = False  # primaries only: no sloppy quorum, no hinted handoff
+    durable: bool = False  # the coordinating replica logs and fsyncs each write before the ack
 
     def check(self, path: str) -> None:
         for name in ("n", "r", "w"):
@@ -43,6 +44,7 @@ class TableConfig:
         if self.conflict not in CONFLICT_POLICIES:
             raise ConfigError(f"{path}.conflict={self.conflict!r} is not one of {CONFLICT_POLICIES}")
         _require_bool(self.strict, f"{path}.strict")
+        _require_bool(self.durable, f"{path}.durable")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,26 @@ class AntiEntropy:
         _require_int(self.max_keys_per_round, f"{path}.max_keys_per_round", low=1)
         _require_number(self.latency_goal_ms, f"{path}.latency_goal_ms", low=0)
         _require_number(self.tombstone_grace_s, f"{path}.tombstone_grace_s", low=0)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where vnodes keep what does not fit in memory, and their write-ahead logs (DESIGN §5)."""
+
+    spill_dir: Optional[str] = None  # segments under spill_dir/<store>/<node>/<partition>/
+    memory_limit_mb: Optional[float] = None  # per vnode; past it the coldest entries spill
+    compact_after_segments: int = 8  # a range with more segments is compacted in the background
+    wal_checkpoint_mb: float = 16.0  # a log past this size is checkpointed into segments
+
+    def check(self, path: str) -> None:
+        if self.spill_dir is not None and not isinstance(self.spill_dir, str):
+            raise ConfigError(f"{path}.spill_dir={self.spill_dir!r} must be a directory path")
+        if self.memory_limit_mb is not None:
+            _require_number(self.memory_limit_mb, f"{path}.memory_limit_mb", low=0.01)
+            if self.spill_dir is None:
+                raise ConfigError(f"{path}.memory_limit_mb needs {path}.spill_dir to spill to")
+        _require_int(self.compact_after_segments, f"{path}.compact_after_segments", low=2)
+        _require_number(self.wal_checkpoint_mb, f"{path}.wal_checkpoint_mb", low=0.01)
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,7 @@ class StoreConfig:
     handoff: Handoff = field(default_factory=Handoff)
     antientropy: AntiEntropy = field(default_factory=AntiEntropy)
     gossip: Gossip = field(default_factory=Gossip)
+    storage: Storage = field(default_factory=Storage)
     failure_detection: FailureDetection = field(default_factory=FailureDetection)
     versioning: Versioning = field(default_factory=Versioning)
 
@@ -179,6 +202,9 @@ class StoreConfig:
                 raise ConfigError(
                     f"tables.{table_name}.n={table.n} is larger than nodes={self.nodes}"
                 )
+            if table.durable and self.storage.spill_dir is None:
+                raise ConfigError(f"tables.{table_name}.durable needs storage.spill_dir for "
+                                  "its write-ahead log")
         _require_bool(self.read_repair, "read_repair")
         for section in _section_types():
             getattr(self, section).check(section)
@@ -272,6 +298,7 @@ def _section_types() -> dict[str, type]:
         "handoff": Handoff,
         "antientropy": AntiEntropy,
         "gossip": Gossip,
+        "storage": Storage,
         "failure_detection": FailureDetection,
         "versioning": Versioning,
     }

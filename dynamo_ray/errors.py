@@ -16,7 +16,8 @@ input errors (`InvalidKey`, `InvalidValue`, `ValueTooLarge`, `InvalidContext`, `
     ├── InvalidContext     the context is not a Context, or belongs to another key
     ├── Unavailable        fewer than R (or W) replicas answered within the deadline
     ├── ConflictError      GetResult.value was asked of a key that has several siblings
-    └── Overloaded         the store shed the request because its queues are full
+    ├── Overloaded         the store shed the request because its queues are full
+    └── StorageError       a segment or log file on disk is missing or corrupt
 """
 
 from __future__ import annotations
@@ -89,3 +90,11 @@ class ConflictError(DynamoError):
 
 class Overloaded(DynamoError):
     """A replica's queue was full and the request was shed instead of waiting."""
+
+
+class StorageError(DynamoError):
+    """A spill segment or write-ahead log file is missing or corrupt; the message names the file.
+
+    Raised inside vnodes, which log it, set the file aside (``*.corrupt``) and go on serving
+    without it while anti-entropy refills what it held. It reaches a caller only from tools
+    that read files directly."""

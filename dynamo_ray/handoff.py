@@ -1,7 +1,7 @@
 """Hinted handoff: a fallback vnode returns the writes it kept for an unreachable primary.
 
-Role (Dynamo §4.6, riak_core's "hinted" handoff kind): run as a Ray task, launched by the
-fallback's node from its maintenance loop, pinned to that node. It streams the hinted keys to
+Role (Dynamo §4.6, riak_core's "hinted" handoff kind): run as a Ray task, one per node and
+round, launched by the fallback's node from its maintenance loop, pinned to that node. It streams the hinted keys to
 the intended vnode in batches and tells the fallback to forget each batch only after the target
 acknowledged it, so a target that dies mid-delivery costs a retry, never a write.
 
@@ -18,6 +18,18 @@ from typing import Any
 import ray
 
 from . import placement
+
+
+def deliver_all(store: str, deliveries: list, batch_keys: int, timeout_s: float) -> int:
+    """One node's handoff round: `deliver_hints` for each (fallback, hint, target node) in
+    turn; a delivery that fails is left for the next round. Returns the keys handed off."""
+    delivered = 0
+    for fallback, hint, target_node in deliveries:
+        try:
+            delivered += deliver_hints(store, fallback, hint, target_node, batch_keys, timeout_s)
+        except Exception:  # the target died or timed out: the hint stays, retried next round
+            continue
+    return delivered
 
 
 def deliver_hints(store: str, fallback: Any, hint: tuple, target_node: str, batch_keys: int,

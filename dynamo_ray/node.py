@@ -29,6 +29,8 @@ from .vnode import VNode
 
 log = logging.getLogger(__name__)
 
+COMPACTION_INTERVAL_S = 5.0
+
 
 class Node:
     def __init__(self, store: str, name: str, config: StoreConfig, ring: Ring,
@@ -47,10 +49,10 @@ class Node:
             ray_node_id=self.ray_node,
         )
         self.unreachable: frozenset = frozenset()  # nodes cut off by Store.partition
-        self._deliveries: dict[tuple, Any] = {}  # (vnode, hint) -> in-flight handoff task
+        self._delivery: Optional[Any] = None  # the handoff task in flight
         self._maintenance: Optional[asyncio.Task] = None
         pinned = dict(num_cpus=0, max_retries=0, scheduling_strategy=placement.pinned(self.ray_node))
-        self._deliver = ray.remote(handoff.deliver_hints).options(**pinned)
+        self._deliver = ray.remote(handoff.deliver_all).options(**pinned)
         self._exchange = ray.remote(antientropy.run_round).options(**pinned)
         self._exchange_task: Optional[Any] = None
         self.antientropy_rounds = {"done": 0, "paused": 0, "last": {}}
@@ -91,13 +93,14 @@ class Node:
         ``handoff.interval_s`` and anti-entropy every ``antientropy.interval_s``."""
         cfg = self.config
         loop = asyncio.get_running_loop()
-        due = {"gossip": loop.time(), "handoff": loop.time(), "antientropy": loop.time()}
+        due = {name: loop.time() for name in ("gossip", "handoff", "antientropy", "compaction")}
         every = {"gossip": cfg.gossip.interval_s, "handoff": cfg.handoff.interval_s,
-                 "antientropy": cfg.antientropy.interval_s}
+                 "antientropy": cfg.antientropy.interval_s, "compaction": COMPACTION_INTERVAL_S}
         enabled = {"gossip": True, "handoff": cfg.handoff.enabled,
-                   "antientropy": cfg.antientropy.enabled}
+                   "antientropy": cfg.antientropy.enabled,
+                   "compaction": cfg.storage.spill_dir is not None}
         rounds = {"gossip": self._gossip_round, "handoff": self._handoff_round,
-                  "antientropy": self._antientropy_round}
+                  "antientropy": self._antientropy_round, "compaction": self._compaction_round}
         while True:
             await asyncio.sleep(min(0.5, *every.values()))
             for activity, run in rounds.items():
@@ -109,6 +112,14 @@ class Node:
                     await run()
                 except Exception:  # the loop must outlive any one bad round
                     log.exception("%s round failed on %s", activity, self.name)
+
+    async def _compaction_round(self) -> None:
+        """Fold the segments of ranges that have too many, one vnode at a time."""
+        for vnode in list(self.vnodes.values()):
+            try:
+                await asyncio.wait_for(vnode.compact.remote(), 60)
+            except Exception:
+                log.exception("compaction failed on %s", self.name)
 
     # --- gossip (Dynamo §4.8) ----------------------------------------------------------------
     async def _gossip_round(self) -> None:
@@ -170,6 +181,10 @@ class Node:
         for p in partitions:
             handle = self.vnodes.pop(p, None)
             if handle is not None:
+                try:
+                    await asyncio.wait_for(handle.destroy_storage.remote(), self._deadline_s())
+                except Exception:
+                    log.exception("could not delete the files of vnode %s on %s", p, self.name)
                 ray.kill(handle, no_restart=True)
 
     async def drop_ranges(self, partition: int, ranges: list[tuple]) -> int:
@@ -182,13 +197,19 @@ class Node:
         """Deliver every hint held here, now; returns the keys handed off (a node leaving)."""
         total = 0
         for _ in range(5):
-            await self._handoff_round()
-            for ref in list(self._deliveries.values()):
+            if self._delivery is not None:
                 try:
-                    total += await ref
+                    await self._delivery
                 except Exception:
                     pass
-            self._deliveries.clear()
+                self._delivery = None
+            await self._handoff_round()
+            if self._delivery is not None:
+                try:
+                    total += await self._delivery
+                except Exception:
+                    pass
+                self._delivery = None
             pending = 0
             for vnode in self.vnodes.values():
                 try:
@@ -201,20 +222,23 @@ class Node:
 
     # --- hinted handoff -----------------------------------------------------------------------
     async def _handoff_round(self) -> None:
-        self._deliveries = {k: t for k, t in self._deliveries.items() if not _finished(t)}
-        for partition, vnode in list(self.vnodes.items()):
+        """Launch one task delivering every hint held here (unless one is still running)."""
+        if self._delivery is not None and not _finished(self._delivery):
+            return
+        deliveries = []
+        for vnode in list(self.vnodes.values()):
             try:
                 hints = await asyncio.wait_for(vnode.hint_summary.remote(), self._deadline_s())
             except Exception:
                 continue
             for hint in hints:
                 target_node = self.ring.owners[hint[2]]
-                if (partition, hint) in self._deliveries or target_node in self.unreachable:
-                    continue
-                self._deliveries[(partition, hint)] = self._deliver.remote(
-                    self.store, vnode, hint, target_node, self.config.handoff.batch_keys,
-                    self._deadline_s(),
-                )
+                if target_node not in self.unreachable:
+                    deliveries.append((vnode, hint, target_node))
+        self._delivery = None
+        if deliveries:
+            self._delivery = self._deliver.remote(
+                self.store, deliveries, self.config.handoff.batch_keys, self._deadline_s())
 
     # --- anti-entropy -------------------------------------------------------------------------
     async def antientropy_now(self) -> dict:

@@ -1,66 +1,388 @@
-"""The per-range store behind a vnode: key -> encoded key state, with byte accounting and,
-for the ranges a vnode replicates, the range's Merkle tree kept current on every write.
+"""The per-range store behind a vnode: memory first, Parquet segments when memory runs out.
 
 Role (DESIGN §5): hold one table's key range (one ring partition) on one vnode, apart from every
 other range, so a range can be compared, streamed or dropped on its own. Values are the opaque
-blobs of `versioning.encode`; this module never decodes them.
+blobs of `versioning.encode`; this module never decodes them, so tombstones and versions survive
+a spill byte for byte.
 
-Invariants: ``nbytes`` equals the sum of len(key bytes) + len(blob) over the entries; the tree,
-when there is one, equals `MerkleTree.build` of the entries (every write goes through `put`/`pop`).
-Must not: import Ray, or know about replication.
+Layout: the *hot* entries live in a dict in insertion order (a write moves a key to the end, so
+the front holds the coldest). With a spill directory, `spill` writes the coldest hot entries to
+a new immutable Parquet *segment* (rows sorted by key, small row groups) and forgets them; a
+segment keeps in memory only a Bloom filter and the first key of each row group, so a lookup
+reads just the one row group of the one segment that holds the key. Newer data shadows older:
+hot before segments, newer segments before older; a key removed while it was spilled stays
+shadowed by a removal marker (``REMOVED``) until compaction folds the segments into one.
+
+Invariants:
+- ``count`` and ``data_bytes`` describe the live entries wherever they are;
+- the Merkle tree, when there is one, equals `MerkleTree.build` of the live entries;
+- a segment file is written completely (to a temporary name, fsynced, renamed) or not at all.
+
+Must not: import Ray, or know about replication. Errors reading files raise `StorageError`
+naming the file.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
+import os
+import re
 from typing import Iterable, Iterator, Optional
 
+from .errors import StorageError
 from .merkle import MerkleTree, item_hash
+from .segments import REMOVED, Segment, decode_key, encode_key
+
+log = logging.getLogger(__name__)
+
+ENTRY_OVERHEAD_BYTES = 160  # Python objects around a hot entry: key and bytes headers, dict slot
+_SEGMENT = re.compile(r"^seg-(\d+)\.parquet$")
 
 
 def key_bytes(key: str | bytes) -> int:
     return len(key) if isinstance(key, bytes) else len(key.encode())
 
 
-class RangeStore:
-    __slots__ = ("entries", "nbytes", "tree", "watchers")
+class _BrokenSegment(Exception):
+    def __init__(self, segment: Segment, error: StorageError):
+        self.segment, self.error = segment, error
 
-    def __init__(self, tree_shape: Optional[tuple[int, int]] = None) -> None:
-        self.entries: dict[str | bytes, bytes] = {}
-        self.nbytes = 0
+
+class RangeStore:
+    """One range: hot entries in memory, optional segments on disk, optional Merkle tree."""
+
+    def __init__(self, tree_shape: Optional[tuple[int, int]] = None,
+                 directory: Optional[str] = None):
+        self.hot: dict[str | bytes, Optional[bytes]] = {}  # None: removed, shadows segments
+        self.segments: list[Segment] = []  # oldest first
+        self.directory = directory
         self.tree = MerkleTree(*tree_shape) if tree_shape else None
         self.watchers: list[set] = []  # keys written while a range transfer streams
+        self.unflushed: set = set()  # keys written since they were last put in a segment
+        self.count = 0
+        self.data_bytes = 0
+        self.hot_bytes = 0
+        self.errors: list[str] = []  # storage errors met (files set aside)
+        self.maybe_tombstones: set = set()  # keys whose blob may be tombstones only (see put)
+        self._next_seq = 1
 
+    # --- reading ------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.entries)
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        return self.data_bytes
 
     def get(self, key: str | bytes) -> Optional[bytes]:
-        return self.entries.get(key)
+        if key in self.hot:
+            return self.hot[key]
+        if not self.segments:
+            return None
+        return self._from_segments([key]).get(key)
 
-    def put(self, key: str | bytes, blob: bytes) -> None:
-        old = self.entries.get(key)
-        self.nbytes += len(blob) - (len(old) if old is not None else -key_bytes(key))
-        self.entries[key] = blob
-        if self.tree is not None:
-            self.tree.update(key, old, blob)
-        for written in self.watchers:
-            written.add(key)
+    def get_many(self, keys: list) -> list[Optional[bytes]]:
+        hot = self.hot
+        if not self.segments:
+            return [hot.get(k) for k in keys]
+        cold = [k for k in keys if k not in hot]
+        found = self._from_segments(cold) if cold else {}
+        return [hot[k] if k in hot else found.get(k) for k in keys]
 
-    def pop(self, key: str | bytes) -> Optional[bytes]:
-        old = self.entries.pop(key, None)
-        if old is not None:
-            self.nbytes -= len(old) + key_bytes(key)
-            if self.tree is not None:
-                self.tree.update(key, old, None)
-            for written in self.watchers:
-                written.add(key)
-        return old
+    def _from_segments(self, keys: list) -> dict:
+        """Newest segment first; a removal marker hides older rows."""
+        wanted = {encode_key(k): k for k in keys}
+        found: dict = {}
+        for segment in reversed(list(self.segments)):
+            if not wanted:
+                break
+            try:
+                rows = segment.lookup(list(wanted))
+            except StorageError as e:
+                self._set_aside(segment, e)
+                continue
+            for raw, blob in rows.items():
+                key = wanted.pop(raw)
+                if blob != REMOVED:
+                    found[key] = blob
+        return found
 
-    def items(self) -> Iterator[tuple[str | bytes, bytes]]:
-        return iter(list(self.entries.items()))
+    def _set_aside(self, segment: Segment, error: StorageError) -> None:
+        """A segment broke after it was indexed: log, rename it ``*.corrupt``, rebuild counts
+        and tree without it (so anti-entropy sees the keys missing and refills them)."""
+        log.error("%s", error)
+        self.errors.append(str(error))
+        self.segments.remove(segment)
+        segment.close()
+        if os.path.exists(segment.path):
+            os.replace(segment.path, segment.path + ".corrupt")
+        self._recount()
+
+    def items(self) -> list[tuple[str | bytes, bytes]]:
+        """Every live (key, blob), hot first, then each segment's rows not shadowed."""
+        while True:
+            try:
+                return self._items()
+            except _BrokenSegment as broken:
+                self._set_aside(broken.segment, broken.error)
+
+    def _items(self) -> list[tuple[str | bytes, bytes]]:
+        hot = list(self.hot.items())
+        out = [(k, b) for k, b in hot if b is not None]
+        if not self.segments:
+            return out
+        seen = {encode_key(k) for k, _ in hot}
+        for segment in reversed(list(self.segments)):
+            try:
+                rows = list(segment.scan())
+            except StorageError as e:
+                raise _BrokenSegment(segment, e) from None
+            for raw, blob in rows:
+                if raw not in seen:
+                    seen.add(raw)
+                    if blob != REMOVED:
+                        out.append((decode_key(raw), blob))
+        return out
+
+    def keys(self) -> list:
+        return [k for k, _ in self.items()]
 
     def digests(self, buckets: Iterable[int]) -> list[tuple]:
         """(key, item hash) of every key in the tree's leaf ``buckets``: what anti-entropy
         compares before it moves any value."""
         wanted = set(buckets)
         bucket_of = self.tree.bucket_of
-        return [(k, item_hash(k, b)) for k, b in self.entries.items() if bucket_of(k) in wanted]
+        return [(k, item_hash(k, b)) for k, b in self.items() if bucket_of(k) in wanted]
+
+    # --- writing ------------------------------------------------------------------------------
+    def put(self, key: str | bytes, blob: bytes, old: Optional[bytes] = ...) -> None:
+        """Store ``blob``; ``old`` is the current blob if the caller already read it."""
+        hot = self.hot
+        if old is ...:
+            old = self.get(key)
+        previous_hot = hot.pop(key, ...)  # re-inserted at the end: the newest
+        hot[key] = blob
+        size = len(blob) + key_bytes(key)
+        if previous_hot is ...:
+            self.hot_bytes += size + ENTRY_OVERHEAD_BYTES
+        elif previous_hot is None:  # over a removal marker: its key and overhead are counted
+            self.hot_bytes += len(blob)
+        else:
+            self.hot_bytes += len(blob) - len(previous_hot)
+        if old is None:
+            self.count += 1
+            self.data_bytes += size
+        else:
+            self.data_bytes += len(blob) - len(old)
+        if self.tree is not None:
+            self.tree.update(key, old, blob)
+        for written in self.watchers:
+            written.add(key)
+        if self.directory is not None:
+            self.unflushed.add(key)
+        # Encoded states end with their newest sibling's value: msgpack nil when that is a
+        # tombstone. A cheap filter for the reaper, which decodes the candidates.
+        if blob[-1] == 0xC0:
+            self.maybe_tombstones.add(key)
+        else:
+            self.maybe_tombstones.discard(key)
+
+    def pop(self, key: str | bytes) -> Optional[bytes]:
+        old = self.get(key)
+        if old is None:
+            return None
+        previous_hot = self.hot.pop(key, None)
+        if previous_hot is not None:
+            self.hot_bytes -= len(previous_hot) + key_bytes(key) + ENTRY_OVERHEAD_BYTES
+        if self.segments:  # a spilled copy may exist: shadow it
+            self.hot[key] = None
+            self.hot_bytes += key_bytes(key) + ENTRY_OVERHEAD_BYTES
+        self.count -= 1
+        self.data_bytes -= len(old) + key_bytes(key)
+        self.maybe_tombstones.discard(key)
+        if self.tree is not None:
+            self.tree.update(key, old, None)
+        for written in self.watchers:
+            written.add(key)
+        if self.directory is not None:  # the removal must reach a segment at the next flush
+            self.unflushed.add(key)
+        return old
+
+    # --- spilling, flushing, compaction ---------------------------------------------------------
+    def _segment_path(self, seq: int) -> str:
+        return os.path.join(self.directory, f"seg-{seq:08d}.parquet")
+
+    def _write_segment(self, entries: list[tuple]) -> None:
+        rows = sorted((encode_key(k), REMOVED if b is None else b) for k, b in entries)
+        os.makedirs(self.directory, exist_ok=True)
+        seq = self._next_seq
+        self._next_seq += 1
+        self.segments.append(Segment.write(self._segment_path(seq), seq, rows))
+
+    def spill(self, free_bytes: int) -> int:
+        """Move the coldest hot entries (at least ``free_bytes`` of memory) to a new segment;
+        returns the memory freed."""
+        if self.directory is None or not self.hot or free_bytes <= 0:
+            return 0
+        victims, freed = [], 0
+        for key, blob in self.hot.items():
+            if freed >= free_bytes:
+                break
+            victims.append((key, blob))
+            freed += key_bytes(key) + (len(blob) if blob else 0) + ENTRY_OVERHEAD_BYTES
+        self._write_segment(victims)
+        for key, _ in victims:
+            del self.hot[key]
+            self.unflushed.discard(key)
+        self.hot_bytes -= freed
+        return freed
+
+    def flush(self) -> int:
+        """Put every key written since its last flush or spill into a segment, keeping it hot
+        (a write-ahead log checkpoint); returns the keys flushed."""
+        if self.directory is None or not self.unflushed:
+            return 0
+        entries = [(k, self.hot.get(k)) for k in self.unflushed if k in self.hot]
+        if entries:
+            self._write_segment(entries)
+        self.unflushed.clear()
+        return len(entries)
+
+    def compact(self) -> int:
+        """Fold every segment into one, streaming (a k-way merge of sorted files: memory for
+        one row group a segment): the newest row of each key wins, removal markers are
+        dropped as nothing older is left to hide. Returns the number of segments folded."""
+        if len(self.segments) < 2:
+            return 0
+        old = list(self.segments)
+
+        def rows(segment: Segment):
+            for raw, blob in segment.scan():
+                yield (raw, -segment.seq), blob
+
+        def newest_live():
+            last = None
+            for (raw, _), blob in heapq.merge(*(rows(s) for s in old)):
+                if raw != last:
+                    last = raw
+                    if blob != REMOVED:
+                        yield raw, blob
+
+        seq = self._next_seq
+        self._next_seq += 1
+        try:
+            folded = Segment.write(self._segment_path(seq), seq, newest_live())
+        except StorageError as e:  # a broken input: set it aside, compact next time
+            bad = next(s for s in old if s.path in str(e))
+            self._set_aside(bad, e)
+            return 0
+        self.segments = [folded] if folded.rows else []
+        if not folded.rows:
+            os.remove(folded.path)
+        for segment in old:
+            segment.close()
+            os.remove(segment.path)
+        if not self.segments:  # nothing older is left: removal markers can go
+            for key in [k for k, b in self.hot.items() if b is None]:
+                del self.hot[key]
+                self.hot_bytes -= key_bytes(key) + ENTRY_OVERHEAD_BYTES
+        return len(old)
+
+    def memory_bytes(self) -> int:
+        """Memory this range holds: hot entries plus segment indexes (not the tree)."""
+        return self.hot_bytes + sum(s.memory_bytes() for s in self.segments)
+
+    # --- on disk --------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Index the segments in ``directory`` and rebuild counts and the tree from them. A
+        segment that cannot be read is logged, renamed ``*.corrupt`` and skipped (anti-entropy
+        refills what it held): a bad file never stops the vnode from starting."""
+        if self.directory is None or not os.path.isdir(self.directory):
+            return
+        found = sorted((int(m.group(1)), name) for name in os.listdir(self.directory)
+                       if (m := _SEGMENT.match(name)))
+        for seq, name in found:
+            path = os.path.join(self.directory, name)
+            self._next_seq = max(self._next_seq, seq + 1)
+            try:
+                self.segments.append(Segment.load(path, seq))
+            except StorageError as e:
+                log.error("%s", e)
+                self.errors.append(str(e))
+                os.replace(path, path + ".corrupt")
+        self._recount()
+
+    def _recount(self) -> None:
+        live = self.items()
+        self.count = len(live)
+        self.data_bytes = sum(len(b) + key_bytes(k) for k, b in live)
+        self.maybe_tombstones = {k for k, b in live if b[-1] == 0xC0}
+        if self.tree is not None:
+            self.tree = MerkleTree.build(live, self.tree.fanout, self.tree.depth)
+
+    def destroy(self) -> None:
+        """Delete this range's files (the range moved to another vnode)."""
+        for segment in self.segments:
+            segment.close()
+        if self.directory is not None and os.path.isdir(self.directory):
+            for name in os.listdir(self.directory):
+                os.remove(os.path.join(self.directory, name))
+            os.rmdir(self.directory)
+        self.segments = []
+
+
+class WriteAheadLog:
+    """The coordinating replica's log of durable writes (Dynamo §4.1's one durable write
+    among N): appended and fsynced before the write is acknowledged, replayed at start,
+    truncated once its entries are in segments. Records are msgpack [table, kp, key, blob];
+    a torn last record (a crash mid-append) is ignored on replay."""
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.path = path
+        self._file = open(path, "ab")
+
+    @property
+    def size_bytes(self) -> int:
+        return self._file.tell()
+
+    def append(self, records: list) -> None:
+        import msgpack
+
+        self._file.write(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def replay(self) -> list:
+        import msgpack
+
+        records = []
+        end = 0  # just after the last complete record
+        try:
+            with open(self.path, "rb") as f:
+                unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False)
+                for record in unpacker:
+                    end = unpacker.tell()
+                    if isinstance(record, list) and len(record) == 4:
+                        records.append(record)
+        except Exception as e:  # a torn tail: keep what came before it
+            log.error("%s", StorageError(f"write-ahead log {self.path} ends in a torn record: {e}"))
+        if end < os.path.getsize(self.path):
+            # Cut the torn tail off: appended after it, new records would be read as its
+            # missing bytes on the next replay (acknowledged writes lost or garbled).
+            log.error("%s", StorageError(f"write-ahead log {self.path}: torn record at byte "
+                                         f"{end} dropped"))
+            self._file.flush()
+            self._file.truncate(end)
+            self._file.seek(0, os.SEEK_END)
+            os.fsync(self._file.fileno())
+        return records
+
+    def truncate(self) -> None:
+        self._file.truncate(0)
+        self._file.seek(0)
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()

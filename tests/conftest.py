@@ -62,6 +62,23 @@ def start_store(local_ray, request):
 
 
 @pytest.fixture
+def new_store(local_ray, request):
+    """Like start_store, but each store is stopped when its test ends (for heavy stores)."""
+    import dynamo_ray as dr
+
+    started = []
+
+    def _start(config=TEST_CONFIG, **overrides):
+        s = dr.start(config, name=f"t-{request.node.name[:30]}-{uuid.uuid4().hex[:6]}", **overrides)
+        started.append(s)
+        return s
+
+    yield _start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
 def key():
     """A key no other test uses."""
     return f"k-{uuid.uuid4().hex}"

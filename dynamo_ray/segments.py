@@ -1,0 +1,171 @@
+"""Segments: immutable Parquet files of one range's spilled entries, and their small index.
+
+Role (DESIGN §5): the on-disk half of `storage.RangeStore`. A segment holds (key, blob) rows
+sorted by key in row groups of ``ROW_GROUP_ROWS``; in memory it keeps only a Bloom filter of its
+keys and the first key of each row group, about 2 bytes a key, so a lookup touches one row group
+of one file and a miss usually touches none.
+
+Invariants: a file is written completely (temporary name, fsync, rename) or not at all; rows
+are sorted by their encoded key; a blob of ``REMOVED`` marks a key removed after an older
+segment spilled it. Must not: import Ray, or decode blobs. Unreadable files raise `StorageError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from typing import Iterable, Iterator
+
+import mmh3
+
+from .errors import StorageError
+
+ROW_GROUP_ROWS = 64  # rows per Parquet row group: what one lookup reads
+REMOVED = b""  # a removal marker (real blobs are never empty)
+
+
+def encode_key(key: str | bytes) -> bytes:
+    """A sortable byte form that keeps str and bytes keys apart."""
+    return b"s" + key.encode() if isinstance(key, str) else b"b" + key
+
+
+def decode_key(raw: bytes) -> str | bytes:
+    return raw[1:].decode() if raw[:1] == b"s" else raw[1:]
+
+
+class Bloom:
+    """A Bloom filter over byte strings: ~1 % false positives at 10 bits a key."""
+
+    __slots__ = ("bits", "size", "hashes")
+
+    def __init__(self, expected: int, bits_per_key: int = 10, hashes: int = 7):
+        self.size = max(64, expected * bits_per_key)
+        self.bits = bytearray((self.size + 7) // 8)
+        self.hashes = hashes
+
+    def _positions(self, item: bytes) -> Iterator[int]:
+        h1, h2 = mmh3.hash64(item, signed=False)
+        return ((h1 + i * h2) % self.size for i in range(self.hashes))
+
+    def add(self, item: bytes) -> None:
+        for p in self._positions(item):
+            self.bits[p >> 3] |= 1 << (p & 7)
+
+    def __contains__(self, item: bytes) -> bool:
+        return all(self.bits[p >> 3] & (1 << (p & 7)) for p in self._positions(item))
+
+    def memory_bytes(self) -> int:
+        return len(self.bits)
+
+
+class Segment:
+    """One immutable Parquet file of (key, blob) rows sorted by key."""
+
+    def __init__(self, path: str, seq: int, first_keys: list, bloom: Bloom, rows: int):
+        self.path, self.seq, self.first_keys, self.bloom, self.rows = path, seq, first_keys, bloom, rows
+        self._file = None
+
+    @classmethod
+    def write(cls, path: str, seq: int, rows: Iterable[tuple[bytes, bytes]]) -> "Segment":
+        """Write (encoded key, blob) rows, sorted by key, streaming in row-group-sized chunks;
+        atomically: a crash leaves no partial file under ``path``."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([("key", pa.binary()), ("blob", pa.binary())])
+        tmp = path + ".tmp"
+        keys: list[bytes] = []
+        chunk: list[tuple[bytes, bytes]] = []
+
+        def flush(writer) -> None:
+            writer.write_table(pa.table({"key": pa.array([k for k, _ in chunk], pa.binary()),
+                                         "blob": pa.array([b for _, b in chunk], pa.binary())}),
+                               row_group_size=ROW_GROUP_ROWS)
+            chunk.clear()
+
+        try:
+            with pq.ParquetWriter(tmp, schema, compression="none", use_dictionary=False,
+                                  write_statistics=False) as writer:
+                for row in rows:
+                    keys.append(row[0])
+                    chunk.append(row)
+                    if len(chunk) >= 64 * ROW_GROUP_ROWS:
+                        flush(writer)
+                if chunk:
+                    flush(writer)
+        except BaseException:  # e.g. a compaction input broke mid-merge: no garbage left
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return cls._index(path, seq, keys)
+
+    @classmethod
+    def load(cls, path: str, seq: int) -> "Segment":
+        """Read a segment's keys to rebuild its in-memory index; StorageError if unreadable."""
+        import pyarrow.parquet as pq
+
+        try:
+            keys = pq.ParquetFile(path).read(columns=["key"]).column(0).to_pylist()
+        except Exception as e:
+            raise StorageError(f"segment file {path} is unreadable: {e}") from None
+        return cls._index(path, seq, keys)
+
+    @classmethod
+    def _index(cls, path: str, seq: int, keys: list[bytes]) -> "Segment":
+        bloom = Bloom(len(keys))
+        for k in keys:
+            bloom.add(k)
+        return cls(path, seq, keys[::ROW_GROUP_ROWS], bloom, len(keys))
+
+    def memory_bytes(self) -> int:
+        return self.bloom.memory_bytes() + sum(len(k) + 40 for k in self.first_keys)
+
+    def _parquet(self):
+        import pyarrow.parquet as pq
+
+        if self._file is None:
+            # Not memory-mapped: a mapped file cut short on disk faults (SIGBUS, the process
+            # dies) where a read raises, which `lookup` and `scan` turn into StorageError.
+            self._file = pq.ParquetFile(self.path, memory_map=False)
+        return self._file
+
+    def lookup(self, wanted: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The rows of the ``wanted`` encoded keys that this segment holds; one row group read
+        per group of keys that share it. StorageError if the file broke since it was indexed."""
+        by_group: dict[int, list[bytes]] = {}
+        for k in wanted:
+            if k in self.bloom:
+                group = bisect_right(self.first_keys, k) - 1
+                if group >= 0:
+                    by_group.setdefault(group, []).append(k)
+        found: dict[bytes, bytes] = {}
+        for group, keys in by_group.items():
+            try:
+                chunk = self._parquet().read_row_group(group, use_threads=False)
+            except Exception as e:
+                raise StorageError(f"segment file {self.path} is unreadable: {e}") from None
+            row_keys = chunk.column(0).to_pylist()
+            blobs = chunk.column(1)
+            for k in keys:
+                i = bisect_right(row_keys, k) - 1
+                if i >= 0 and row_keys[i] == k:
+                    found[k] = blobs[i].as_py()
+        return found
+
+    def scan(self) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            parquet = self._parquet()
+            for group in range(parquet.num_row_groups):
+                chunk = parquet.read_row_group(group, use_threads=False)
+                yield from zip(chunk.column(0).to_pylist(), chunk.column(1).to_pylist())
+        except StorageError:
+            raise
+        except Exception as e:
+            raise StorageError(f"segment file {self.path} is unreadable: {e}") from None
+
+    def close(self) -> None:
+        self._file = None

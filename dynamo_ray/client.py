@@ -413,7 +413,7 @@ class Store:
         ae_ranges (ranges compared), ae_nodes (tree nodes and listing entries received),
         ae_keys (key states moved), ae_bytes, ae_reaped (tombstones removed here), ae_last (time
         of its last exchange); memory_bytes (what it holds in memory by its own account),
-        rss_bytes (its process's resident memory), segments (spill files), storage_errors
+        rss_bytes and uss_bytes (its process's resident and private resident memory), segments (spill files), storage_errors
         (files set aside as corrupt); and actor (the vnode's current version id).
 
         ``view``: take ``up`` from that node's gossip view (heartbeats) instead of asking each
@@ -436,8 +436,8 @@ class Store:
             rows.extend(answered)
         frame = pd.DataFrame(rows)
         counts = ("keys", "bytes", "hints_pending", "ranges", "calls", "ae_ranges", "ae_nodes",
-                  "ae_keys", "ae_bytes", "ae_reaped", "memory_bytes", "rss_bytes", "segments",
-                  "storage_errors")
+                  "ae_keys", "ae_bytes", "ae_reaped", "memory_bytes", "rss_bytes", "uss_bytes",
+                  "segments", "storage_errors")
         for column in counts:
             frame[column] = frame[column].fillna(0).astype(int) if column in frame else 0
         last = frame["ae_last"] if "ae_last" in frame else pd.Series(0.0, index=frame.index)

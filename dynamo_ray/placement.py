@@ -60,6 +60,7 @@ def spawn(
         "num_cpus": 0,
         "max_restarts": 0,
         "max_pending_calls": max_pending_calls,
+        "enable_task_events": False,  # per-call bookkeeping for Ray's dashboard: time and memory
     }
     if detached:
         options["lifetime"] = "detached"

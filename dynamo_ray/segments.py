@@ -14,14 +14,16 @@ naming the file.
 from __future__ import annotations
 
 import os
+from array import array
 from bisect import bisect_right
+from itertools import accumulate
 from typing import Iterable, Iterator
 
 import mmh3
 
 from .errors import StorageError
 
-ROW_GROUP_ROWS = 64  # rows per Parquet row group: what one lookup reads
+ROW_GROUP_ROWS = 32  # rows per Parquet row group: what one lookup reads
 REMOVED = b""  # a removal marker (real blobs are never empty)
 
 
@@ -35,35 +37,69 @@ def decode_key(raw: bytes) -> str | bytes:
 
 
 class Bloom:
-    """A Bloom filter over byte strings: ~1 % false positives at 10 bits a key."""
+    """A Bloom filter over byte strings: about 0.2 % false positives at 14 bits a key (each
+    false positive costs a row group read, once per segment a new key is checked against)."""
 
     __slots__ = ("bits", "size", "hashes")
 
-    def __init__(self, expected: int, bits_per_key: int = 10, hashes: int = 7):
+    def __init__(self, expected: int, bits_per_key: int = 14, hashes: int = 9):
         self.size = max(64, expected * bits_per_key)
         self.bits = bytearray((self.size + 7) // 8)
         self.hashes = hashes
 
-    def _positions(self, item: bytes) -> Iterator[int]:
+    def _positions(self, item: bytes) -> list[int]:
         h1, h2 = mmh3.hash64(item, signed=False)
-        return ((h1 + i * h2) % self.size for i in range(self.hashes))
+        size = self.size
+        return [(h1 + i * h2) % size for i in range(self.hashes)]
 
     def add(self, item: bytes) -> None:
+        bits = self.bits
         for p in self._positions(item):
-            self.bits[p >> 3] |= 1 << (p & 7)
+            bits[p >> 3] |= 1 << (p & 7)
 
     def __contains__(self, item: bytes) -> bool:
-        return all(self.bits[p >> 3] & (1 << (p & 7)) for p in self._positions(item))
+        bits = self.bits
+        for p in self._positions(item):
+            if not bits[p >> 3] & (1 << (p & 7)):
+                return False
+        return True
 
     def memory_bytes(self) -> int:
         return len(self.bits)
+
+
+class PackedKeys:
+    """A sorted list of byte strings kept as one buffer and an offset array: two objects
+    instead of one per key, so a long-lived index never pins the allocator's pages that a
+    flood of short-lived keys passed through. Indexable, so `bisect` works on it."""
+
+    __slots__ = ("_data", "_ends")
+
+    def __init__(self, keys: Iterable[bytes]):
+        keys = list(keys)
+        self._data = b"".join(keys)
+        self._ends = array("Q", accumulate(len(k) for k in keys))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, i: int) -> bytes:
+        start = self._ends[i - 1] if i > 0 else 0
+        return self._data[start:self._ends[i]]
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (PackedKeys, list)) else NotImplemented
+
+    def memory_bytes(self) -> int:
+        return len(self._data) + 8 * len(self._ends) + 120
 
 
 class Segment:
     """One immutable Parquet file of (key, blob) rows sorted by key."""
 
     def __init__(self, path: str, seq: int, first_keys: list, bloom: Bloom, rows: int):
-        self.path, self.seq, self.first_keys, self.bloom, self.rows = path, seq, first_keys, bloom, rows
+        self.path, self.seq, self.bloom, self.rows = path, seq, bloom, rows
+        self.first_keys = PackedKeys(first_keys)
         self._file = None
 
     @classmethod
@@ -109,20 +145,31 @@ class Segment:
         import pyarrow.parquet as pq
 
         try:
-            keys = pq.ParquetFile(path).read(columns=["key"]).column(0).to_pylist()
+            parquet = pq.ParquetFile(path)
+            keys = parquet.read(columns=["key"]).column(0).to_pylist()
+            # Row groups as the file has them, not as ROW_GROUP_ROWS is now: a file written
+            # under another value stays readable.
+            starts, at = [], 0
+            for group in range(parquet.metadata.num_row_groups):
+                starts.append(at)
+                at += parquet.metadata.row_group(group).num_rows
+            first_keys = [keys[i] for i in starts]
         except Exception as e:
             raise StorageError(f"segment file {path} is unreadable: {e}") from None
-        return cls._index(path, seq, keys)
+        return cls._index(path, seq, keys, first_keys)
 
     @classmethod
-    def _index(cls, path: str, seq: int, keys: list[bytes]) -> "Segment":
+    def _index(cls, path: str, seq: int, keys: list[bytes],
+               first_keys: list[bytes] | None = None) -> "Segment":
         bloom = Bloom(len(keys))
         for k in keys:
             bloom.add(k)
-        return cls(path, seq, keys[::ROW_GROUP_ROWS], bloom, len(keys))
+        if first_keys is None:  # as `write` cuts row groups
+            first_keys = keys[::ROW_GROUP_ROWS]
+        return cls(path, seq, first_keys, bloom, len(keys))
 
     def memory_bytes(self) -> int:
-        return self.bloom.memory_bytes() + sum(len(k) + 40 for k in self.first_keys)
+        return self.bloom.memory_bytes() + self.first_keys.memory_bytes() + 200
 
     def _parquet(self):
         import pyarrow.parquet as pq
@@ -143,17 +190,22 @@ class Segment:
                 if group >= 0:
                     by_group.setdefault(group, []).append(k)
         found: dict[bytes, bytes] = {}
-        for group, keys in by_group.items():
-            try:
-                chunk = self._parquet().read_row_group(group, use_threads=False)
-            except Exception as e:
-                raise StorageError(f"segment file {self.path} is unreadable: {e}") from None
-            row_keys = chunk.column(0).to_pylist()
-            blobs = chunk.column(1)
-            for k in keys:
-                i = bisect_right(row_keys, k) - 1
-                if i >= 0 and row_keys[i] == k:
-                    found[k] = blobs[i].as_py()
+        if not by_group:
+            return found
+        try:
+            for group, keys in by_group.items():
+                try:
+                    chunk = self._parquet().read_row_group(group, use_threads=False)
+                except Exception as e:
+                    raise StorageError(f"segment file {self.path} is unreadable: {e}") from None
+                row_keys = chunk.column(0).to_pylist()
+                blobs = chunk.column(1)
+                for k in keys:
+                    i = bisect_right(row_keys, k) - 1
+                    if i >= 0 and row_keys[i] == k:
+                        found[k] = blobs[i].as_py()
+        finally:
+            self.close()  # an open reader holds ~75 KB of metadata and buffers: not between calls
         return found
 
     def scan(self) -> Iterator[tuple[bytes, bytes]]:
@@ -166,6 +218,8 @@ class Segment:
             raise
         except Exception as e:
             raise StorageError(f"segment file {self.path} is unreadable: {e}") from None
+        finally:
+            self.close()
 
     def close(self) -> None:
         self._file = None

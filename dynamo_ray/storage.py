@@ -44,6 +44,37 @@ def key_bytes(key: str | bytes) -> int:
     return len(key) if isinstance(key, bytes) else len(key.encode())
 
 
+def release_free_memory() -> None:
+    """Hand the heap pages freed by a spill back to the OS (glibc keeps them otherwise), so
+    resident memory follows what the vnode holds."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def warm_up_parquet() -> None:
+    import io
+    import os as _os
+
+    # Before pyarrow's first import in this process: its C++ side (Parquet readers and writers)
+    # allocates from the default pool, jemalloc unless told otherwise, which keeps freed memory.
+    _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Arrow's own allocator keeps freed buffers for reuse; the system one (with
+    # release_free_memory) lets resident memory follow what the vnode holds.
+    pa.set_memory_pool(pa.system_memory_pool())
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"key": pa.array([b"k"] * 64), "blob": pa.array([b"b"] * 64)}), sink,
+                   row_group_size=32)
+    pq.ParquetFile(io.BytesIO(sink.getvalue())).read_row_group(1)  # the reader's first use too
+
+
 class _BrokenSegment(Exception):
     def __init__(self, segment: Segment, error: StorageError):
         self.segment, self.error = segment, error

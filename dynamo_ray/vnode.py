@@ -29,7 +29,7 @@ from typing import Any, Iterable, Optional
 from . import versioning
 from .config import StoreConfig
 from .ring import Ring
-from .storage import RangeStore, WriteAheadLog
+from .storage import RangeStore, WriteAheadLog, release_free_memory, warm_up_parquet
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,15 @@ RangeId = tuple  # (table, key partition)
 HintId = tuple  # (table, key partition, intended vnode partition)
 
 
-def warm_up_parquet() -> None:
-    import io
+def _private_bytes() -> int:
+    """Resident memory no other process shares (USS): the heap, not Ray's shared object store
+    pages or the page cache of files read."""
+    import psutil
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.table({"key": pa.array([b"k"]), "blob": pa.array([b"b"])}), io.BytesIO())
+    try:
+        return psutil.Process().memory_full_info().uss
+    except (psutil.AccessDenied, AttributeError):
+        return 0
 
 
 def new_actor_id() -> int:
@@ -158,6 +160,7 @@ class VNode:
                 excess = used - 0.8 * self.memory_limit  # spill to 80 %: fewer, larger segments
                 for store in spillable:
                     store.spill(int(excess * store.hot_bytes / hot) + 1)
+                release_free_memory()
         if self.wal is not None and self.wal.size_bytes > self.config.storage.wal_checkpoint_mb * 2**20:
             self.checkpoint()
 
@@ -416,6 +419,7 @@ class VNode:
         return {
             "memory_bytes": self.memory_bytes(),
             "rss_bytes": psutil.Process().memory_info().rss,
+            "uss_bytes": _private_bytes(),
             "segments": sum(len(s.segments) for s in self.ranges.values()),
             "storage_errors": sum(len(s.errors) for s in self.ranges.values()),
             "partition": self.partition,

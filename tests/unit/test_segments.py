@@ -128,6 +128,22 @@ def test_lookup_finds_exactly_the_keys_present_over_many_row_groups(
     assert loaded.memory_bytes() == seg.memory_bytes()
 
 
+@pytest.mark.parametrize("written, loaded", [(64, 32), (8, 64), (32, 5)])
+def test_a_segment_written_under_another_row_group_size_loads_readable(
+    tmp_path, monkeypatch, written, loaded
+):
+    """The index follows the file's row groups, so changing ROW_GROUP_ROWS between a spill
+    and a restart loses nothing (with the constant assumed, most lookups missed)."""
+    rows = rows_of(encode_key(f"k{i:03d}") for i in range(200))
+    path = fresh(tmp_path)
+    monkeypatch.setattr(segments, "ROW_GROUP_ROWS", written)
+    seg = Segment.write(path, 1, rows)
+    monkeypatch.setattr(segments, "ROW_GROUP_ROWS", loaded)
+    again = Segment.load(path, 1)
+    assert again.first_keys == seg.first_keys == [k for k, _ in rows][::written]
+    assert again.lookup([k for k, _ in rows]) == dict(rows)
+
+
 def test_lookup_ignores_a_bloom_false_positive(tmp_path):
     path = fresh(tmp_path)
     seg = Segment.write(path, 1, [(b"bk", b"v")])

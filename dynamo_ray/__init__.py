@@ -8,7 +8,8 @@
 """
 
 from . import merges
-from .client import Context, GetResult, Store, Table, connect, start
+from .client import Store, connect, start
+from .table import AsyncTable, Context, GetResult, Table
 from .config import StoreConfig, TableConfig
 from .errors import (
     ClusterNotFound,
@@ -27,7 +28,7 @@ from .errors import (
 )
 
 __all__ = [
-    "start", "connect", "Store", "Table", "GetResult", "Context", "StoreConfig", "TableConfig",
+    "start", "connect", "Store", "Table", "AsyncTable", "GetResult", "Context", "StoreConfig", "TableConfig",
     "merges", "DynamoError", "ConfigError", "ClusterNotFound", "StoreExists", "TableNotFound",
     "InvalidKey", "InvalidValue", "ValueTooLarge", "InvalidContext", "Unavailable",
     "ConflictError", "Overloaded", "StorageError",

@@ -182,6 +182,24 @@ def remove_node(node: str, address: str, name: str) -> None:
         _shutdown()
 
 
+@main.command()
+@click.option("--quick", is_flag=True, help="a short run (about 2 minutes on 2 cores)")
+@click.option("--smoke", is_flag=True, help="a few operations only: checks the bench runs")
+@click.option("--out", "out_dir", default="bench-out", show_default=True,
+              help="directory for results.json and the plots")
+@click.option("--memory", is_flag=True, help="also load 200,000 keys and report bytes per key")
+@click.option("--scale", is_flag=True, help="also run 1, 2, 4, 8 nodes with as many clients")
+def bench(quick: bool, smoke: bool, out_dir: str, memory: bool, scale: bool) -> None:
+    """Benchmark dynamo beside a dict in one Ray actor and Redis; print the goals met."""
+    from . import bench as bench_mod
+
+    try:
+        bench_mod.run("smoke" if smoke else "quick" if quick else "full", out_dir, memory, scale,
+                      say=click.echo)
+    except DynamoError as e:
+        _fail(e)
+
+
 def _result_json(key: Any, got) -> str:
     return json.dumps({"key": key, "values": got.values, "siblings": len(got.values)})
 

@@ -1,153 +1,33 @@
-"""The public surface: start or connect to a store, and read and write its tables.
+"""The public surface: start or connect to a store, and operate it.
 
-Role (DESIGN §6): validate every request at the client edge (a rejected request changes
-nothing), encode values once, send each request to a coordinator with a deadline, and turn
-whatever Ray raises into a `DynamoError`. A `Store` handle pickles, so it travels into Ray
-tasks and actors; so do `Context` tokens.
+Role (DESIGN §6): `start` and `connect` give a `Store` handle, which opens tables (`table`,
+`async_table`; reads and writes live in `table.py`), reports `status`, changes membership,
+injects faults for tests and chaos runs, and stops the store. Every call to the store's actors
+has a deadline and whatever Ray raises becomes a `DynamoError`. A `Store` handle pickles, so it
+travels into Ray tasks and actors.
 
-Must not: hold store state beyond a cached view of the config and ring, or make one Ray call
-per key on a bulk path.
+Must not: hold store state beyond a cached view of the config and ring.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import os
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import msgpack
 import ray
 
 from . import config as config_mod
 from . import membership, placement, versioning
 from .config import StoreConfig
-from .errors import (
-    ClusterNotFound,
-    ConfigError,
-    ConflictError,
-    DynamoError,
-    InvalidContext,
-    InvalidKey,
-    InvalidValue,
-    StoreExists,
-    TableNotFound,
-    Unavailable,
-    ValueTooLarge,
-)
+from .errors import ClusterNotFound, ConfigError, DynamoError, StoreExists, TableNotFound, Unavailable
 from .localray import start_local_ray
 from .node import Node
-from .ring import Ring, claim, key_hash
+from .ring import Ring, claim
+from .routing import ClientRoute, CoordinatorRoute, rpc_timeout_s
+from .table import AsyncTable, Table, _checked_keys, decode_value
 
 START_TIMEOUT_S = 180.0
-
-
-# --- values, keys and contexts --------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What a read saw of one key: hand it back on the next put or delete of that key so the
-    write replaces exactly those versions. Opaque; pickles."""
-
-    key_fingerprint: int
-    clock: tuple  # ((actor, counter), ...)
-
-    def __repr__(self) -> str:
-        return f"Context({len(self.clock)} entries)"
-
-
-def _fingerprint(key: str | bytes) -> int:
-    return key_hash(key) & 0xFFFFFFFFFFFFFFFF
-
-
-def _context_of(key: str | bytes, state: versioning.KeyState) -> Context:
-    return Context(_fingerprint(key), tuple(sorted(versioning.context(state).items())))
-
-
-def check_key(key: Any, max_key_bytes: int) -> None:
-    if isinstance(key, str):
-        try:
-            size = len(key.encode())
-        except UnicodeEncodeError:
-            raise InvalidKey(f"key {key!r} is not valid UTF-8 text") from None
-    elif isinstance(key, bytes):
-        size = len(key)
-    else:
-        raise InvalidKey(f"a key must be str or bytes, not {type(key).__name__}")
-    if size == 0:
-        raise InvalidKey("a key must not be empty")
-    if size > max_key_bytes:
-        raise InvalidKey(f"key of {size} bytes is over limits.max_key_bytes={max_key_bytes}")
-
-
-_PLAIN = (str, bytes, int, float, bool, type(None))
-
-
-def encode_value(value: Any, max_value_bytes: int) -> bytes:
-    """msgpack bytes of ``value``, checked to decode back (maps need hashable keys)."""
-    try:
-        blob = msgpack.packb(value, use_bin_type=True)
-        if not isinstance(value, _PLAIN):
-            msgpack.unpackb(blob, raw=False, strict_map_key=False)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise InvalidValue(f"value of type {type(value).__name__} cannot be stored: {e}") from None
-    if len(blob) > max_value_bytes:
-        raise ValueTooLarge(
-            f"value encodes to {len(blob)} bytes, over limits.max_value_bytes={max_value_bytes}"
-        )
-    return blob
-
-
-def decode_value(blob: bytes) -> Any:
-    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
-
-
-class GetResult:
-    """A read of one key: ``values`` (every live sibling, oldest first), ``context`` (hand it
-    back on the next write) and ``value`` (the one value, None when absent or deleted)."""
-
-    __slots__ = ("key", "_state", "_merge", "_values")
-
-    def __init__(self, key: str | bytes, blob: Optional[bytes], merge: Optional[Callable] = None):
-        self.key = key
-        self._state = versioning.decode(blob) if blob is not None else versioning.EMPTY
-        self._merge = merge
-        self._values: Optional[list] = None
-
-    @property
-    def values(self) -> list:
-        if self._values is None:
-            values = [decode_value(v) for v in versioning.values(self._state)]
-            if self._merge is not None and len(values) > 1:
-                values = [self._merge(values)]
-            self._values = values
-        return self._values
-
-    @property
-    def value(self) -> Any:
-        values = self.values
-        if len(values) > 1:
-            raise ConflictError(
-                f"key {self.key!r} has {len(values)} siblings: read .values, or open the table "
-                "with merge=fn"
-            )
-        return values[0] if values else None
-
-    @property
-    def context(self) -> Context:
-        return _context_of(self.key, self._state)
-
-    @property
-    def exists(self) -> bool:
-        """True when the key has a live value (not absent, not deleted)."""
-        return not versioning.is_deleted(self._state)
-
-    @property
-    def siblings(self) -> int:
-        return len(self.values)
-
-    def __repr__(self) -> str:
-        return f"GetResult(key={self.key!r}, values={self.values!r})"
 
 
 # --- Ray session ----------------------------------------------------------------------------------
@@ -160,11 +40,6 @@ def _ensure_ray() -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="warning", log_to_driver=False)
     else:
         start_local_ray()
-
-
-def _rpc_timeout_s(config: StoreConfig) -> float:
-    # A coordinator spends at most three call deadlines on a request; allow for queueing too.
-    return 3 * config.timeouts.request_ms / 1000 + 5.0
 
 
 # --- starting and finding stores ------------------------------------------------------------------
@@ -268,8 +143,7 @@ class Store:
         self.name = name
         self.config = config
         self.ring = ring
-        self._coordinators: dict[str, Any] = {}
-        self._round_robin = itertools.count()
+        self._routes: dict[str, Any] = {}
         self._cut: dict[str, list] = {}  # the partition this handle applied: node -> unreachable
 
     def __reduce__(self):
@@ -280,17 +154,43 @@ class Store:
 
     # --- tables -------------------------------------------------------------------------------
     def table(self, name: str = "default", *, merge: Optional[Callable] = None,
-              via: Optional[str] = None) -> "Table":
+              via: Optional[str] = None, routing: str = "coordinator") -> Table:
+        """A handle on table ``name``. ``merge``: reconcile siblings on read; ``via``: send
+        requests through that node's coordinator; ``routing="client"``: coordinate in this
+        process and call vnodes directly (one hop fewer)."""
+        self._check_table_args(name, merge, via, routing)
+        return Table(self, name, merge=merge, via=via, routing=routing)
+
+    def async_table(self, name: str = "default", *, merge: Optional[Callable] = None,
+                    via: Optional[str] = None, routing: str = "coordinator") -> AsyncTable:
+        """`table` with coroutine methods; concurrent single-key requests are coalesced."""
+        self._check_table_args(name, merge, via, routing)
+        return AsyncTable(self, name, merge=merge, via=via, routing=routing)
+
+    def _check_table_args(self, name: str, merge: Any, via: Any, routing: Any) -> None:
         if name not in self.config.tables:
             raise TableNotFound(
                 f"table {name!r} is not in store {self.name!r} (tables: "
                 f"{', '.join(sorted(self.config.tables))})"
             )
-        if via is not None and via not in self.ring.nodes:
-            raise ConfigError(f"via={via!r} is not a node of store {self.name!r}")
+        if routing not in ("coordinator", "client"):
+            raise ConfigError(f"routing={routing!r} must be 'coordinator' or 'client'")
+        if via is not None and (routing != "coordinator" or via not in self.ring.nodes):
+            raise ConfigError(f"via={via!r} must name a node of store {self.name!r}, with "
+                              "routing='coordinator'")
         if merge is not None and not callable(merge):
             raise ConfigError(f"merge={merge!r} must be a function of the list of siblings")
-        return Table(self, name, merge=merge, via=via)
+
+    def _route_for(self, routing: str) -> Any:
+        route = self._routes.get(routing)
+        if route is None:
+            route = self._routes[routing] = (ClientRoute(self) if routing == "client"
+                                             else CoordinatorRoute(self))
+        return route
+
+    def _forget_routes(self) -> None:
+        for route in self._routes.values():
+            route.forget()
 
     def nodes(self) -> list[str]:
         """The store's nodes, in the newest ring any running node holds."""
@@ -305,7 +205,7 @@ class Store:
                 refs.append(handle.describe.remote())
         for ref in refs:
             try:
-                ring = ray.get(ref, timeout=_rpc_timeout_s(self.config))["ring"]
+                ring = ray.get(ref, timeout=rpc_timeout_s(self.config))["ring"]
             except Exception:
                 continue
             if ring.version > self.ring.version:
@@ -358,53 +258,8 @@ class Store:
         report = membership.change(self.name, self.config, old, new, joining, leaving,
                                    spawn_node, progress=tqdm if progress else None)
         self.ring = new
-        self._coordinators.clear()
+        self._forget_routes()
         return report
-
-    # --- coordinators -------------------------------------------------------------------------
-    def _coordinator(self, node: str) -> Optional[Any]:
-        """The coordinator of ``node``; a node found gone is not looked up again for a second."""
-        cached = self._coordinators.get(node)
-        if cached is not None and (cached[0] is not None or time.monotonic() < cached[1]):
-            return cached[0]
-        handle = placement.lookup(placement.coordinator_actor_name(self.name, node))
-        self._coordinators[node] = (handle, time.monotonic() + 1.0)
-        return handle
-
-    def _route(self, method: str, args: tuple, first_key: Any, via: Optional[str]) -> Any:
-        """Call ``method`` on a coordinator: ``via``'s, else the node of the first key's first
-        replica (batches: round robin), failing over to the next node when one is gone."""
-        nodes = list(self.ring.nodes)
-        if via is not None:
-            order = [via]
-        else:
-            start_at = (
-                nodes.index(self.ring.owners[self.ring.partition_of(first_key)])
-                if first_key is not None else next(self._round_robin) % len(nodes)
-            )
-            order = nodes[start_at:] + nodes[:start_at]
-        timeout = _rpc_timeout_s(self.config)
-        failures = []
-        for node in order:
-            handle = self._coordinator(node)
-            if handle is None:
-                failures.append(f"{node}: no coordinator")
-                continue
-            try:
-                return ray.get(getattr(handle, method).remote(*args), timeout=timeout)
-            except ray.exceptions.RayTaskError as e:
-                cause = e.cause if isinstance(e.cause, DynamoError) else None
-                if cause is not None:
-                    raise cause from None
-                raise DynamoError(f"coordinator on {node} failed: {e.cause!r}") from None
-            except ray.exceptions.GetTimeoutError:
-                failures.append(f"{node}: no answer within {timeout:.1f}s")
-            except ray.exceptions.RayError as e:
-                self._coordinators[node] = (None, time.monotonic() + 1.0)
-                failures.append(f"{node}: {type(e).__name__}")
-        raise Unavailable(
-            f"no coordinator answered ({'; '.join(failures)})", key=first_key, needed=1, got=0
-        )
 
     # --- operations ---------------------------------------------------------------------------
     def status(self, view: Optional[str] = None):
@@ -427,7 +282,7 @@ class Store:
             answered = None
             if handle is not None:
                 try:
-                    answered = ray.get(handle.vnode_info.remote(), timeout=_rpc_timeout_s(self.config))
+                    answered = ray.get(handle.vnode_info.remote(), timeout=rpc_timeout_s(self.config))
                 except Exception:
                     answered = None
             if answered is None:
@@ -455,7 +310,7 @@ class Store:
         if handle is None:
             raise Unavailable(f"{node!r} is down: it has no view to show", needed=1, got=0)
         try:
-            return ray.get(handle.view_status.remote(), timeout=_rpc_timeout_s(self.config))
+            return ray.get(handle.view_status.remote(), timeout=rpc_timeout_s(self.config))
         except Exception as e:
             raise Unavailable(f"{node!r} did not answer: {type(e).__name__}", needed=1, got=0) from None
 
@@ -477,7 +332,7 @@ class Store:
         self._node_handle(node)
         _kill_store_actors(self.name, node)
         self._wait_gone(node)
-        self._coordinators.pop(node, None)
+        self._forget_routes()
 
     def recover_node(self, node: str) -> None:
         """Start a fresh ``node`` (same name and partitions, empty memory) in place of a failed
@@ -486,7 +341,7 @@ class Store:
             raise ConfigError(f"{node!r} is running; fail_node({node!r}) first")
         self._wait_gone(node)
         _spawn_nodes(self.name, self.config, self.ring, {node: self._ray_node_for(node)})
-        self._coordinators.pop(node, None)
+        self._forget_routes()
         if self._cut.get(node):  # it comes back on its side of the partition
             self._set_unreachable({node: self._cut[node]})
 
@@ -535,14 +390,14 @@ class Store:
             handle = self._node_handle(node)
             if handle is not None:
                 refs.append(handle.set_unreachable.remote(others))
-        _quiet_get(refs, _rpc_timeout_s(self.config))
+        _quiet_get(refs, rpc_timeout_s(self.config))
 
     def slow_node(self, node: str, delay_ms: int, *, clock_skew_ms: int = 0) -> None:
         """Make ``node``'s vnodes answer ``delay_ms`` late (0 ends it); optionally skew the
         clock its versions are stamped with."""
         handle = self._node_handle(node)
         if handle is not None:
-            _quiet_get([handle.set_faults.remote(delay_ms, clock_skew_ms)], _rpc_timeout_s(self.config))
+            _quiet_get([handle.set_faults.remote(delay_ms, clock_skew_ms)], rpc_timeout_s(self.config))
 
     def run_antientropy(self, nodes: Optional[Iterable[str]] = None) -> dict:
         """Run one anti-entropy round now (besides the scheduled ones) on every node, or on
@@ -583,7 +438,7 @@ class Store:
                 refs.append((node, handle.inspect_many.remote(table, keys)))
         for node, ref in refs:
             try:
-                copies = ray.get(ref, timeout=_rpc_timeout_s(self.config))
+                copies = ray.get(ref, timeout=rpc_timeout_s(self.config))
             except Exception:
                 continue
             for key, partition, hint, blob in copies:
@@ -598,157 +453,6 @@ class Store:
         deadline = time.monotonic() + 30
         while placement.store_actor_names(self.name) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self._coordinators.clear()
+        self._forget_routes()
 
 
-class Table:
-    """Reads and writes of one table. Methods validate first: a rejected call stores nothing."""
-
-    def __init__(self, store: Store, name: str, *, merge: Optional[Callable] = None,
-                 via: Optional[str] = None):
-        self.store = store
-        self.name = name
-        self.merge = merge
-        self.via = via
-        self._tcfg = store.config.tables[name]
-        self._limits = store.config.limits
-
-    def __repr__(self) -> str:
-        return f"Table({self.store.name!r}, {self.name!r})"
-
-    def _quorum(self, value: Optional[int], which: str) -> Optional[int]:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self._tcfg.n:
-            raise ConfigError(
-                f"{which}={value!r} must be an integer from 1 to n={self._tcfg.n} "
-                f"(table {self.name!r})"
-            )
-        return value
-
-    def _context(self, key: Any, context: Optional[Context]) -> Optional[dict]:
-        if context is None:
-            return None
-        if not isinstance(context, Context):
-            raise InvalidContext(
-                f"context must be the .context of a GetResult or what put returned, not "
-                f"{type(context).__name__}"
-            )
-        if context.key_fingerprint != _fingerprint(key):
-            raise InvalidContext(f"this context belongs to another key than {key!r}")
-        return dict(context.clock)
-
-    def get(self, key: Any, *, r: Optional[int] = None, sloppy: Optional[bool] = None) -> GetResult:
-        check_key(key, self._limits.max_key_bytes)
-        r = self._quorum(r, "r")
-        (blob,) = self.store._route("get_many", (self.name, [key], r, sloppy), key, self.via)
-        return GetResult(key, blob, self.merge)
-
-    def put(self, key: Any, value: Any, *, context: Optional[Context] = None,
-            w: Optional[int] = None, sloppy: Optional[bool] = None) -> Context:
-        """Store ``value``; returns the new context. Without a context the value is concurrent
-        with whatever is stored (a sibling); with a read's context it replaces what was read."""
-        check_key(key, self._limits.max_key_bytes)
-        blob = encode_value(value, self._limits.max_value_bytes)
-        return self._write(key, context, blob, w, sloppy)
-
-    def delete(self, key: Any, *, context: Optional[Context] = None, w: Optional[int] = None,
-               sloppy: Optional[bool] = None) -> Context:
-        """Write a tombstone: the key reads absent; returns the new context."""
-        check_key(key, self._limits.max_key_bytes)
-        return self._write(key, context, None, w, sloppy)
-
-    def _write(self, key: Any, context: Optional[Context], blob: Optional[bytes],
-               w: Optional[int], sloppy: Optional[bool]) -> Context:
-        ctx = self._context(key, context)
-        w = self._quorum(w, "w")
-        (state,) = self.store._route(
-            "put_many", (self.name, [(key, ctx, blob)], w, sloppy, True), key, self.via
-        )
-        return _context_of(key, versioning.decode(state))
-
-    def get_many(self, keys: Iterable[Any], *, r: Optional[int] = None,
-                 sloppy: Optional[bool] = None) -> dict:
-        """{key: GetResult} for every key, in one coordinator call and one call per vnode."""
-        keys = list(dict.fromkeys(_checked_keys(keys, self._limits.max_key_bytes)))
-        r = self._quorum(r, "r")
-        if not keys:
-            return {}
-        blobs = self.store._route("get_many", (self.name, keys, r, sloppy), None, self.via)
-        return {key: GetResult(key, blob, self.merge) for key, blob in zip(keys, blobs)}
-
-    def put_many(self, mapping: Mapping[Any, Any], *, w: Optional[int] = None,
-                 sloppy: Optional[bool] = None) -> None:
-        """Write every (key, value) blind (no context: each adds a sibling to what is stored)."""
-        if not isinstance(mapping, Mapping):
-            raise InvalidValue(f"put_many takes a mapping of key to value, not {type(mapping).__name__}")
-        limit_key, limit_value = self._limits.max_key_bytes, self._limits.max_value_bytes
-        writes = []
-        for key, value in mapping.items():
-            check_key(key, limit_key)
-            writes.append((key, None, encode_value(value, limit_value)))
-        w = self._quorum(w, "w")
-        if writes:
-            self.store._route("put_many", (self.name, writes, w, sloppy, False), None, self.via)
-
-
-    # --- export (DESIGN §5) ----------------------------------------------------------------------
-    def scan(self, batch_size: int = 1000):
-        """Every key of the table, as pandas DataFrames of at most ``batch_size`` rows (key,
-        values, deleted), range by range: only one range's key list is held at a time, and
-        each batch is read with ``get_many``, so it sees what a quorum read sees."""
-        import pandas as pd
-
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
-        ring = self.store.refresh_ring()
-        for kp in range(ring.partitions):
-            keys = self._range_keys(ring, kp)
-            for start in range(0, len(keys), batch_size):
-                got = self.get_many(keys[start:start + batch_size])
-                yield pd.DataFrame({
-                    "key": list(got),
-                    "values": [g.values for g in got.values()],
-                    "deleted": [not g.exists for g in got.values()],
-                })
-
-    def to_pandas(self):
-        """The whole table as one DataFrame: one row per key (key, values, deleted)."""
-        import pandas as pd
-
-        frames = list(self.scan(batch_size=10_000))
-        if not frames:
-            return pd.DataFrame({"key": [], "values": [], "deleted": []})
-        return pd.concat(frames, ignore_index=True)
-
-    def _range_keys(self, ring: Ring, kp: int) -> list:
-        """The union of the keys that range ``kp``'s reachable primaries hold (R at least)."""
-        from .segments import encode_key
-
-        replicas = ring.preference_list(kp, self._tcfg.n)
-        refs = []
-        for p in replicas:
-            handle = placement.lookup(placement.vnode_actor_name(self.store.name, ring.owners[p], p))
-            if handle is not None:
-                refs.append(handle.range_keys.remote(self.name, kp))
-        keys: set = set()
-        answered = 0
-        for ref in refs:
-            try:
-                keys.update(ray.get(ref, timeout=_rpc_timeout_s(self.store.config)))
-                answered += 1
-            except Exception:
-                continue
-        if answered < self._tcfg.r:
-            raise Unavailable(f"scan of range {kp}: {answered} of the {self._tcfg.r} replicas "
-                              "it needs answered", needed=self._tcfg.r, got=answered)
-        return sorted(keys, key=encode_key)
-
-
-def _checked_keys(keys: Iterable[Any], max_key_bytes: int) -> list:
-    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
-        raise InvalidKey(f"get_many takes an iterable of keys, not {type(keys).__name__}")
-    keys = list(keys)
-    for key in keys:
-        check_key(key, max_key_bytes)
-    return keys

@@ -25,10 +25,15 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Iterable, Optional
 
+import ray
+
 from . import placement, versioning
 from .config import StoreConfig
 from .errors import ConfigError, TableNotFound, Unavailable
 from .ring import Ring
+
+
+BIG_STATE_BYTES = 100 * 1024
 
 
 class _RangeJob:
@@ -253,8 +258,10 @@ class Router:
 
     # --- reads --------------------------------------------------------------------------------
     async def get_many(self, table: str, keys: list, r: Optional[int] = None,
-                       sloppy: Optional[bool] = None) -> list:
-        """The merged encoded state of every key (None when no replica has it), in order."""
+                       sloppy: Optional[bool] = None, partial: bool = False) -> Any:
+        """The merged encoded state of every key (None when no replica has it), in order.
+        ``partial``: instead of raising Unavailable for ranges short of R, return (states,
+        {index: Unavailable}) for the keys that missed."""
         tcfg = self._table(table)
         r = _quorum(r, tcfg.r, tcfg.n, "r")
         sloppy = (not tcfg.strict) if sloppy is None else sloppy
@@ -279,14 +286,17 @@ class Router:
             done, deadline,
         )
         short = [j for j in jobs.values() if len(j.replies) < r]
-        if short:
+        if short and not partial:
             raise _unavailable("read", short, r, lambda j: len(j.replies))
         policy = tcfg.conflict
         max_entries = self.config.versioning.max_clock_entries
-        merged = {kp: _merge_replies(job.replies, policy, max_entries) for kp, job in jobs.items()}
+        merged = {kp: _merge_replies(job.replies, policy, max_entries)
+                  for kp, job in jobs.items() if len(job.replies) >= r}
         if self.config.read_repair:
             self._keep(self._read_repair(table, jobs, pending, policy, max_entries))
-        return [merged[job.kp][i] for job, i in index]
+        if not partial:
+            return [merged[job.kp][i] for job, i in index]
+        return _partial(index, merged, short, r, lambda j: len(j.replies), "read")
 
     async def _read_repair(self, table: str, jobs: dict, pending: dict, policy: str,
                            max_entries: int) -> None:
@@ -314,9 +324,11 @@ class Router:
 
     # --- writes -------------------------------------------------------------------------------
     async def put_many(self, table: str, writes: list, w: Optional[int] = None,
-                       sloppy: Optional[bool] = None, want_states: bool = True) -> Optional[list]:
+                       sloppy: Optional[bool] = None, want_states: bool = True,
+                       partial: bool = False) -> Any:
         """Write ``writes`` [(key, context | None, value bytes | None for a delete)]; returns the
-        new encoded state of every key (``want_states``) once W replicas hold it."""
+        new encoded state of every key (``want_states``) once W replicas hold it. ``partial``:
+        return (states, {index: Unavailable}) instead of raising for ranges short of W."""
         tcfg = self._table(table)
         w = _quorum(w, tcfg.w, tcfg.n, "w")
         sloppy = (not tcfg.strict) if sloppy is None else sloppy
@@ -327,8 +339,11 @@ class Router:
         await self._coordinate(table, jobs, deadline)
         await self._replicate(table, jobs, w, deadline)
         short = [j for j in jobs.values() if j.acks < w]
-        if short:
+        if short and not partial:
             raise _unavailable("write", short, w, lambda j: j.acks)
+        if partial:
+            states = {kp: job.blobs for kp, job in jobs.items() if job.acks >= w}
+            return _partial(index, states, short, w, lambda j: j.acks, "write")
         if not want_states:
             return None
         return [job.blobs[i] for job, i in index]
@@ -368,7 +383,9 @@ class Router:
         for job in jobs.values():
             if job.blobs is None:
                 continue
-            job.payload = list(zip(job.keys, job.blobs))
+            # a large state goes into the object store once, for all the replicas it goes to
+            job.payload = [(k, ray.put(b) if len(b) > BIG_STATE_BYTES else b)
+                           for k, b in zip(job.keys, job.blobs)]
             for vnode, hint in job.slots:
                 if vnode != job.coordinator:
                     sends[vnode].append((job, hint))
@@ -394,18 +411,18 @@ class Coordinator:
     def ready(self) -> bool:
         return True
 
-    async def get_many(self, table: str, keys: list, r=None, sloppy=None) -> list:
+    async def get_many(self, table: str, keys: list, r=None, sloppy=None, partial=False) -> Any:
         started = time.monotonic()
         try:
-            return await self.router.get_many(table, keys, r, sloppy)
+            return await self.router.get_many(table, keys, r, sloppy, partial)
         finally:
             self.router.latencies_ms.append((time.monotonic() - started) * 1000)
 
     async def put_many(self, table: str, writes: list, w=None, sloppy=None,
-                       want_states: bool = True) -> Optional[list]:
+                       want_states: bool = True, partial: bool = False) -> Any:
         started = time.monotonic()
         try:
-            return await self.router.put_many(table, writes, w, sloppy, want_states)
+            return await self.router.put_many(table, writes, w, sloppy, want_states, partial)
         finally:
             self.router.latencies_ms.append((time.monotonic() - started) * 1000)
 
@@ -448,6 +465,21 @@ def _unavailable(what: str, short: list, needed: int, got: Callable) -> Unavaila
         + (f" ({len(keys)} keys in {len(short)} ranges missed their quorum)" if len(keys) > 1 else ""),
         key=first.keys[0], keys=keys, needed=needed, got=got(first),
     )
+
+
+def _partial(index: list, states: dict, short: list, needed: int, got: Callable,
+             what: str) -> tuple[list, dict]:
+    """(state per key or None, {position: Unavailable}) for a batch some ranges of which
+    missed their quorum."""
+    errors = {id(job): _unavailable(what, [job], needed, got) for job in short}
+    results, failed = [], {}
+    for position, (job, i) in enumerate(index):
+        if id(job) in errors:
+            results.append(None)
+            failed[position] = errors[id(job)]
+        else:
+            results.append(states[job.kp][i] if states.get(job.kp) is not None else None)
+    return results, failed
 
 
 def _failed(exc: BaseException) -> asyncio.Future:

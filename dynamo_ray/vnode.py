@@ -26,6 +26,8 @@ import random
 import time
 from typing import Any, Iterable, Optional
 
+import ray
+
 from . import versioning
 from .config import StoreConfig
 from .ring import Ring
@@ -46,6 +48,24 @@ def _private_bytes() -> int:
         return psutil.Process().memory_full_info().uss
     except (psutil.AccessDenied, AttributeError):
         return 0
+
+
+def _resolved(values: list) -> list:
+    """Values passed by reference (large ones) fetched from the object store, in one call."""
+    refs = [v for v in values if isinstance(v, ray.ObjectRef)]
+    if not refs:
+        return values
+    fetched = dict(zip(refs, ray.get(refs)))
+    return [fetched[v] if isinstance(v, ray.ObjectRef) else v for v in values]
+
+
+def _resolved_writes(writes: list) -> list:
+    values = _resolved([value for _, _, value in writes])
+    return [(key, ctx, value) for (key, ctx, _), value in zip(writes, values)]
+
+
+def _resolved_entries(entries: list) -> list:
+    return list(zip([key for key, _ in entries], _resolved([blob for _, blob in entries])))
 
 
 def new_actor_id() -> int:
@@ -208,6 +228,7 @@ class VNode:
         out = []
         logged: list = []
         for kp, hint, writes in groups:
+            writes = _resolved_writes(writes)
             store = self._store(table, kp, hint)
             if hint is not None:
                 self.coordinated_hints.add((table, kp, hint))
@@ -245,6 +266,7 @@ class VNode:
         max_entries = self.config.versioning.max_clock_entries
         changed = []
         for kp, hint, entries in groups:
+            entries = _resolved_entries(entries)
             store = self._store(table, kp, hint)
             count = 0
             olds = store.get_many([key for key, _ in entries])
@@ -295,20 +317,23 @@ class VNode:
         store = self._store(table, kp, None)
         written: set = set()
         store.watchers.append(written)
-        self.transfers[(table, kp, tag)] = (list(store.entries), written)
-        return len(store.entries)
+        keys = store.keys()
+        self.transfers[(table, kp, tag)] = (keys, written)
+        return len(keys)
 
     def transfer_batch(self, table: str, kp: int, tag: Any, offset: int, limit: int) -> list:
         keys, _ = self.transfers[(table, kp, tag)]
-        store = self._store(table, kp, None)
-        return [(k, store.get(k)) for k in keys[offset:offset + limit] if store.get(k) is not None]
+        chunk = keys[offset:offset + limit]
+        return [(k, b) for k, b in zip(chunk, self._store(table, kp, None).get_many(chunk))
+                if b is not None]
 
     def finish_transfer(self, table: str, kp: int, tag: Any) -> list:
         """End the transfer: the current state of every key written since it began."""
         _, written = self.transfers.pop((table, kp, tag))
         store = self._store(table, kp, None)
         store.watchers.remove(written)
-        return [(k, store.get(k)) for k in written if store.get(k) is not None]
+        keys = list(written)
+        return [(k, b) for k, b in zip(keys, store.get_many(keys)) if b is not None]
 
     def drop_ranges(self, ranges: list[tuple]) -> int:
         """Forget ranges (table, kp) it no longer replicates after a membership change. Its
@@ -334,10 +359,11 @@ class VNode:
         if store is None:
             return []
         batch = []
-        for item in store.entries.items():
-            batch.append(item)
-            if len(batch) >= limit:
-                break
+        for key, blob in store.hot.items():  # hinted copies live in memory only
+            if blob is not None:
+                batch.append((key, blob))
+                if len(batch) >= limit:
+                    break
         return batch
 
     def drop_hinted(self, hint: HintId, delivered: list[tuple]) -> int:

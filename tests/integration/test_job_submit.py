@@ -32,10 +32,16 @@ def ray_head():
     gcs_port, dashboard_port = _free_port(), _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
+    # Every port its own: the suite's local Ray may be running too, with Ray's default agent
+    # ports taken (a second agent on 52365 fails, and job submission waits for it forever).
+    ports = {flag: _free_port() for flag in ("--dashboard-agent-listen-port",
+                                             "--dashboard-agent-grpc-port",
+                                             "--runtime-env-agent-port", "--metrics-export-port",
+                                             "--ray-client-server-port")}
     head = subprocess.Popen(
         [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={gcs_port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
-         "--num-cpus=2", "--disable-usage-stats"],
+         "--num-cpus=2", "--disable-usage-stats", *(f"{k}={v}" for k, v in ports.items())],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -62,7 +68,7 @@ def test_shopping_cart_job_runs_against_a_store_started_with_up(ray_head):
     again = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
     assert "already running" in again.stdout  # up is idempotent
     try:
-        for _ in range(30):  # the head's job agent comes up a little after its job server
+        for _ in range(15):  # the head's job agent comes up a little after its job server
             job = _run(
                 [os.path.join(BIN, "ray"), "job", "submit", "--address", ray_head["dashboard"],
                  "--working-dir", ".", "--", "python", "jobs/shopping_cart.py", "--name", "jobs"],

@@ -1,0 +1,214 @@
+"""How a table's requests reach the store: through a node's coordinator, or from the caller.
+
+Role (Dynamo §4.5, §6.4): two ways to run the request state machine (`coordinator.Router`):
+- ``coordinator`` (default): send the request to the coordinator actor of a node (``via``'s, or
+  the node of the first key's first replica), failing over to the next node if it is gone;
+- ``client`` (the paper's client-driven coordination): run the Router in this process, on a
+  background event loop, and call the vnodes directly: one hop fewer.
+Both expose the same two calls, `get_many` and `put_many`, synchronously and as coroutines.
+`Coalescer` batches the single-key requests that coroutines make concurrently into one call.
+
+Must not: let a Ray exception through (they become `Unavailable` or `DynamoError`), or wait
+on a call without a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from typing import Any, Optional
+
+import ray
+
+from . import placement
+from .coordinator import Router
+from .errors import DynamoError, Unavailable
+
+
+def rpc_timeout_s(config) -> float:
+    # A router spends at most three call deadlines on a request; allow for queueing too.
+    return 3 * config.timeouts.request_ms / 1000 + 5.0
+
+
+class CoordinatorRoute:
+    """Requests through the coordinator actors of the store's nodes."""
+
+    def __init__(self, store: Any):
+        self.store = store
+        self._handles: dict[str, tuple] = {}
+        self._round_robin = itertools.count()
+
+    def _coordinator(self, node: str) -> Optional[Any]:
+        """The coordinator of ``node``; a node found gone is not looked up again for a second."""
+        cached = self._handles.get(node)
+        if cached is not None and (cached[0] is not None or time.monotonic() < cached[1]):
+            return cached[0]
+        handle = placement.lookup(placement.coordinator_actor_name(self.store.name, node))
+        self._handles[node] = (handle, time.monotonic() + 1.0)
+        return handle
+
+    def forget(self) -> None:
+        self._handles.clear()
+
+    def _order(self, first_key: Any, via: Optional[str]) -> list[str]:
+        if via is not None:
+            return [via]
+        ring = self.store.ring
+        nodes = list(ring.nodes)
+        start_at = (nodes.index(ring.owners[ring.partition_of(first_key)])
+                    if first_key is not None else next(self._round_robin) % len(nodes))
+        return nodes[start_at:] + nodes[:start_at]
+
+    def call(self, method: str, args: tuple, first_key: Any = None, via: Optional[str] = None) -> Any:
+        timeout = rpc_timeout_s(self.store.config)
+        failures = []
+        for node in self._order(first_key, via):
+            handle = self._coordinator(node)
+            if handle is None:
+                failures.append(f"{node}: no coordinator")
+                continue
+            try:
+                return ray.get(getattr(handle, method).remote(*args), timeout=timeout)
+            except Exception as e:
+                self._failed(node, e, failures, timeout)
+        raise _no_coordinator(failures, first_key)
+
+    async def acall(self, method: str, args: tuple, first_key: Any = None,
+                    via: Optional[str] = None) -> Any:
+        timeout = rpc_timeout_s(self.store.config)
+        failures = []
+        for node in self._order(first_key, via):
+            handle = self._coordinator(node)
+            if handle is None:
+                failures.append(f"{node}: no coordinator")
+                continue
+            try:
+                return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout)
+            except Exception as e:
+                self._failed(node, e, failures, timeout)
+        raise _no_coordinator(failures, first_key)
+
+    def _failed(self, node: str, error: Exception, failures: list, timeout: float) -> None:
+        """Raise what the coordinator raised; note a coordinator that is gone or silent."""
+        if isinstance(error, ray.exceptions.RayTaskError):
+            if isinstance(error.cause, DynamoError):
+                raise error.cause from None
+            raise DynamoError(f"coordinator on {node} failed: {error.cause!r}") from None
+        if isinstance(error, (ray.exceptions.GetTimeoutError, asyncio.TimeoutError)):
+            failures.append(f"{node}: no answer within {timeout:.1f}s")
+            return
+        if isinstance(error, ray.exceptions.RayError):
+            self._handles[node] = (None, time.monotonic() + 1.0)
+            failures.append(f"{node}: {type(error).__name__}")
+            return
+        raise error
+
+
+def _no_coordinator(failures: list, first_key: Any) -> Unavailable:
+    return Unavailable(f"no coordinator answered ({'; '.join(failures)})", key=first_key,
+                       needed=1, got=0)
+
+
+class ClientRoute:
+    """Requests coordinated in this process: a Router per event loop, calling vnodes directly.
+    Synchronous calls run on one background loop thread shared by the process."""
+
+    _loop: Optional[asyncio.AbstractEventLoop] = None
+    _loop_lock = threading.Lock()
+
+    def __init__(self, store: Any):
+        self.store = store
+        self._routers: dict[int, Router] = {}
+
+    @classmethod
+    def _background_loop(cls) -> asyncio.AbstractEventLoop:
+        with cls._loop_lock:
+            if cls._loop is None or not cls._loop.is_running():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="dynamo-ray-client",
+                                 daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+    def _router(self) -> Router:
+        loop = asyncio.get_running_loop()
+        router = self._routers.get(id(loop))
+        if router is None:
+            router = self._routers[id(loop)] = Router(self.store.name, self.store.config,
+                                                      self.store.ring)
+        elif self.store.ring.version > router.ring.version:
+            router.set_ring(self.store.ring)
+        return router
+
+    def forget(self) -> None:
+        self._routers.clear()
+
+    def call(self, method: str, args: tuple, first_key: Any = None, via: Optional[str] = None) -> Any:
+        future = asyncio.run_coroutine_threadsafe(self.acall(method, args, first_key, via),
+                                                  self._background_loop())
+        try:
+            return future.result(timeout=rpc_timeout_s(self.store.config))
+        except TimeoutError:
+            future.cancel()
+            raise Unavailable("the request got no answer within its deadline", key=first_key,
+                              needed=1, got=0) from None
+
+    async def acall(self, method: str, args: tuple, first_key: Any = None,
+                    via: Optional[str] = None) -> Any:
+        try:
+            return await getattr(self._router(), method)(*args)
+        except DynamoError:
+            raise
+        except Exception as e:  # a bug or a Ray error the router did not classify
+            raise DynamoError(f"client-side coordination failed: {e!r}") from None
+
+
+class Coalescer:
+    """Batches the single-key reads and writes that coroutines issue in one event-loop turn
+    into one `get_many`/`put_many` per (kind, table, quorum) group: 16 requests in flight cost
+    about one batched call, not 16. One per event loop."""
+
+    def __init__(self, route: Any, via: Optional[str]):
+        self.route, self.via = route, via
+        self.pending: dict[tuple, list] = {}
+        self.scheduled = False
+
+    def submit(self, group: tuple, item: Any) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.setdefault(group, []).append((item, future))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        batches, self.pending = self.pending, {}
+        for group, entries in batches.items():
+            asyncio.ensure_future(self._run(group, entries))
+
+    async def _run(self, group: tuple, entries: list) -> None:
+        kind, table, quorum, sloppy = group
+        items = [item for item, _ in entries]
+        try:
+            if kind == "get":
+                args = (table, items, quorum, sloppy, True)
+                results, failed = await self.route.acall("get_many", args, items[0], self.via)
+            else:
+                args = (table, items, quorum, sloppy, True, True)
+                results, failed = await self.route.acall("put_many", args, items[0][0], self.via)
+        except Exception as e:
+            for _, future in entries:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        for i, (_, future) in enumerate(entries):
+            if future.done():
+                continue
+            if i in failed:
+                future.set_exception(failed[i])
+            else:
+                future.set_result(results[i])

@@ -1,0 +1,362 @@
+"""Tables: validated reads and writes of one table, synchronous or as coroutines.
+
+Role (DESIGN §6): the client edge. Every request is checked here first (a rejected request
+changes nothing): keys are str or bytes within the limit, values are what msgpack encodes within
+the limit, contexts belong to their key, quorums are within 1..N. Values are encoded once, here;
+a value over 100 KiB is put in Ray's object store once and passed by reference. Reads come back
+as `GetResult`s, writes return the new `Context`.
+
+Must not: make one Ray call per key on a bulk path, or let a Ray exception through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import msgpack
+import ray
+
+from . import placement, versioning
+from .errors import (
+    ConfigError,
+    ConflictError,
+    InvalidContext,
+    InvalidKey,
+    InvalidValue,
+    Unavailable,
+    ValueTooLarge,
+)
+from .ring import Ring, key_hash
+from .routing import Coalescer, rpc_timeout_s
+
+BIG_VALUE_BYTES = 100 * 1024  # larger encoded values travel by object reference
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a read saw of one key: hand it back on the next put or delete of that key so the
+    write replaces exactly those versions. Opaque; pickles."""
+
+    key_fingerprint: int
+    clock: tuple  # ((actor, counter), ...)
+
+    def __repr__(self) -> str:
+        return f"Context({len(self.clock)} entries)"
+
+
+def _fingerprint(key: str | bytes) -> int:
+    return key_hash(key) & 0xFFFFFFFFFFFFFFFF
+
+
+def _context_of(key: str | bytes, state: versioning.KeyState) -> Context:
+    return Context(_fingerprint(key), tuple(sorted(versioning.context(state).items())))
+
+
+def check_key(key: Any, max_key_bytes: int) -> None:
+    if isinstance(key, str):
+        try:
+            size = len(key.encode())
+        except UnicodeEncodeError:
+            raise InvalidKey(f"key {key!r} is not valid UTF-8 text") from None
+    elif isinstance(key, bytes):
+        size = len(key)
+    else:
+        raise InvalidKey(f"a key must be str or bytes, not {type(key).__name__}")
+    if size == 0:
+        raise InvalidKey("a key must not be empty")
+    if size > max_key_bytes:
+        raise InvalidKey(f"key of {size} bytes is over limits.max_key_bytes={max_key_bytes}")
+
+
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def encode_value(value: Any, max_value_bytes: int) -> bytes:
+    """msgpack bytes of ``value``, checked to decode back (maps need hashable keys)."""
+    try:
+        blob = msgpack.packb(value, use_bin_type=True)
+        if not isinstance(value, _PLAIN):
+            msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidValue(f"value of type {type(value).__name__} cannot be stored: {e}") from None
+    if len(blob) > max_value_bytes:
+        raise ValueTooLarge(
+            f"value encodes to {len(blob)} bytes, over limits.max_value_bytes={max_value_bytes}"
+        )
+    return blob
+
+
+def by_reference(blob: bytes) -> Any:
+    """A large encoded value goes into the object store once; every hop passes the reference."""
+    return ray.put(blob) if len(blob) > BIG_VALUE_BYTES else blob
+
+
+def decode_value(blob: bytes) -> Any:
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+class GetResult:
+    """A read of one key: ``values`` (every live sibling, oldest first), ``context`` (hand it
+    back on the next write) and ``value`` (the one value, None when absent or deleted)."""
+
+    __slots__ = ("key", "_state", "_merge", "_values")
+
+    def __init__(self, key: str | bytes, blob: Optional[bytes], merge: Optional[Callable] = None):
+        self.key = key
+        self._state = versioning.decode(blob) if blob is not None else versioning.EMPTY
+        self._merge = merge
+        self._values: Optional[list] = None
+
+    @property
+    def values(self) -> list:
+        if self._values is None:
+            values = [decode_value(v) for v in versioning.values(self._state)]
+            if self._merge is not None and len(values) > 1:
+                values = [self._merge(values)]
+            self._values = values
+        return self._values
+
+    @property
+    def value(self) -> Any:
+        values = self.values
+        if len(values) > 1:
+            raise ConflictError(
+                f"key {self.key!r} has {len(values)} siblings: read .values, or open the table "
+                "with merge=fn"
+            )
+        return values[0] if values else None
+
+    @property
+    def context(self) -> Context:
+        return _context_of(self.key, self._state)
+
+    @property
+    def exists(self) -> bool:
+        """True when the key has a live value (not absent, not deleted)."""
+        return not versioning.is_deleted(self._state)
+
+    @property
+    def siblings(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"GetResult(key={self.key!r}, values={self.values!r})"
+
+
+class Table:
+    """Reads and writes of one table. Methods validate first: a rejected call stores nothing."""
+
+    def __init__(self, store: Any, name: str, *, merge: Optional[Callable] = None,
+                 via: Optional[str] = None, routing: str = "coordinator"):
+        self.store = store
+        self.name = name
+        self.merge = merge
+        self.via = via
+        self.routing = routing
+        self._route = store._route_for(routing)
+        self._tcfg = store.config.tables[name]
+        self._limits = store.config.limits
+
+    def __repr__(self) -> str:
+        return f"Table({self.store.name!r}, {self.name!r})"
+
+    def _quorum(self, value: Optional[int], which: str) -> Optional[int]:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self._tcfg.n:
+            raise ConfigError(
+                f"{which}={value!r} must be an integer from 1 to n={self._tcfg.n} "
+                f"(table {self.name!r})"
+            )
+        return value
+
+    def _context(self, key: Any, context: Optional[Context]) -> Optional[dict]:
+        if context is None:
+            return None
+        if not isinstance(context, Context):
+            raise InvalidContext(
+                f"context must be the .context of a GetResult or what put returned, not "
+                f"{type(context).__name__}"
+            )
+        if context.key_fingerprint != _fingerprint(key):
+            raise InvalidContext(f"this context belongs to another key than {key!r}")
+        return dict(context.clock)
+
+    def get(self, key: Any, *, r: Optional[int] = None, sloppy: Optional[bool] = None) -> GetResult:
+        check_key(key, self._limits.max_key_bytes)
+        r = self._quorum(r, "r")
+        (blob,) = self._route.call("get_many", (self.name, [key], r, sloppy), key, self.via)
+        return GetResult(key, blob, self.merge)
+
+    def put(self, key: Any, value: Any, *, context: Optional[Context] = None,
+            w: Optional[int] = None, sloppy: Optional[bool] = None) -> Context:
+        """Store ``value``; returns the new context. Without a context the value is concurrent
+        with whatever is stored (a sibling); with a read's context it replaces what was read."""
+        check_key(key, self._limits.max_key_bytes)
+        blob = encode_value(value, self._limits.max_value_bytes)
+        return self._write(key, context, by_reference(blob), w, sloppy)
+
+    def delete(self, key: Any, *, context: Optional[Context] = None, w: Optional[int] = None,
+               sloppy: Optional[bool] = None) -> Context:
+        """Write a tombstone: the key reads absent; returns the new context."""
+        check_key(key, self._limits.max_key_bytes)
+        return self._write(key, context, None, w, sloppy)
+
+    def _write(self, key: Any, context: Optional[Context], blob: Optional[bytes],
+               w: Optional[int], sloppy: Optional[bool]) -> Context:
+        ctx = self._context(key, context)
+        w = self._quorum(w, "w")
+        (state,) = self._route.call(
+            "put_many", (self.name, [(key, ctx, blob)], w, sloppy, True), key, self.via
+        )
+        return _context_of(key, versioning.decode(state))
+
+    def get_many(self, keys: Iterable[Any], *, r: Optional[int] = None,
+                 sloppy: Optional[bool] = None) -> dict:
+        """{key: GetResult} for every key, in one coordinator call and one call per vnode."""
+        keys = list(dict.fromkeys(_checked_keys(keys, self._limits.max_key_bytes)))
+        r = self._quorum(r, "r")
+        if not keys:
+            return {}
+        blobs = self._route.call("get_many", (self.name, keys, r, sloppy), None, self.via)
+        return {key: GetResult(key, blob, self.merge) for key, blob in zip(keys, blobs)}
+
+    def put_many(self, mapping: Mapping[Any, Any], *, w: Optional[int] = None,
+                 sloppy: Optional[bool] = None) -> None:
+        """Write every (key, value) blind (no context: each adds a sibling to what is stored)."""
+        writes = self._blind_writes(mapping)
+        w = self._quorum(w, "w")
+        if writes:
+            self._route.call("put_many", (self.name, writes, w, sloppy, False), None, self.via)
+
+
+    def _blind_writes(self, mapping: Mapping[Any, Any]) -> list:
+        if not isinstance(mapping, Mapping):
+            raise InvalidValue(f"put_many takes a mapping of key to value, not {type(mapping).__name__}")
+        limit_key, limit_value = self._limits.max_key_bytes, self._limits.max_value_bytes
+        writes = []
+        for key, value in mapping.items():
+            check_key(key, limit_key)
+            writes.append((key, None, by_reference(encode_value(value, limit_value))))
+        return writes
+
+    # --- export (DESIGN §5) ----------------------------------------------------------------------
+    def scan(self, batch_size: int = 1000):
+        """Every key of the table, as pandas DataFrames of at most ``batch_size`` rows (key,
+        values, deleted), range by range: only one range's key list is held at a time, and
+        each batch is read with ``get_many``, so it sees what a quorum read sees."""
+        import pandas as pd
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+        ring = self.store.refresh_ring()
+        for kp in range(ring.partitions):
+            keys = self._range_keys(ring, kp)
+            for start in range(0, len(keys), batch_size):
+                got = self.get_many(keys[start:start + batch_size])
+                yield pd.DataFrame({
+                    "key": list(got),
+                    "values": [g.values for g in got.values()],
+                    "deleted": [not g.exists for g in got.values()],
+                })
+
+    def to_pandas(self):
+        """The whole table as one DataFrame: one row per key (key, values, deleted)."""
+        import pandas as pd
+
+        frames = list(self.scan(batch_size=10_000))
+        if not frames:
+            return pd.DataFrame({"key": [], "values": [], "deleted": []})
+        return pd.concat(frames, ignore_index=True)
+
+    def _range_keys(self, ring: Ring, kp: int) -> list:
+        """The union of the keys that range ``kp``'s reachable primaries hold (R at least)."""
+        from .segments import encode_key
+
+        replicas = ring.preference_list(kp, self._tcfg.n)
+        refs = []
+        for p in replicas:
+            handle = placement.lookup(placement.vnode_actor_name(self.store.name, ring.owners[p], p))
+            if handle is not None:
+                refs.append(handle.range_keys.remote(self.name, kp))
+        keys: set = set()
+        answered = 0
+        for ref in refs:
+            try:
+                keys.update(ray.get(ref, timeout=rpc_timeout_s(self.store.config)))
+                answered += 1
+            except Exception:
+                continue
+        if answered < self._tcfg.r:
+            raise Unavailable(f"scan of range {kp}: {answered} of the {self._tcfg.r} replicas "
+                              "it needs answered", needed=self._tcfg.r, got=answered)
+        return sorted(keys, key=encode_key)
+
+
+class AsyncTable(Table):
+    """`Table` with coroutine methods. Single-key requests issued concurrently from one event
+    loop are coalesced into batched calls (one per vnode), so 16 in flight cost about what one
+    batch does."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._coalescers: dict[int, Coalescer] = {}
+
+    def _coalescer(self) -> Coalescer:
+        loop = asyncio.get_running_loop()
+        coalescer = self._coalescers.get(id(loop))
+        if coalescer is None:
+            coalescer = self._coalescers[id(loop)] = Coalescer(self._route, self.via)
+        return coalescer
+
+    async def get(self, key: Any, *, r: Optional[int] = None,
+                  sloppy: Optional[bool] = None) -> GetResult:
+        check_key(key, self._limits.max_key_bytes)
+        r = self._quorum(r, "r")
+        blob = await self._coalescer().submit(("get", self.name, r, sloppy), key)
+        return GetResult(key, blob, self.merge)
+
+    async def put(self, key: Any, value: Any, *, context: Optional[Context] = None,
+                  w: Optional[int] = None, sloppy: Optional[bool] = None) -> Context:
+        check_key(key, self._limits.max_key_bytes)
+        blob = by_reference(encode_value(value, self._limits.max_value_bytes))
+        return await self._awrite(key, context, blob, w, sloppy)
+
+    async def delete(self, key: Any, *, context: Optional[Context] = None,
+                     w: Optional[int] = None, sloppy: Optional[bool] = None) -> Context:
+        check_key(key, self._limits.max_key_bytes)
+        return await self._awrite(key, context, None, w, sloppy)
+
+    async def _awrite(self, key: Any, context: Optional[Context], blob: Any, w: Optional[int],
+                      sloppy: Optional[bool]) -> Context:
+        ctx = self._context(key, context)
+        w = self._quorum(w, "w")
+        state = await self._coalescer().submit(("put", self.name, w, sloppy), (key, ctx, blob))
+        return _context_of(key, versioning.decode(state))
+
+    async def get_many(self, keys: Iterable[Any], *, r: Optional[int] = None,
+                       sloppy: Optional[bool] = None) -> dict:
+        keys = list(dict.fromkeys(_checked_keys(keys, self._limits.max_key_bytes)))
+        r = self._quorum(r, "r")
+        if not keys:
+            return {}
+        blobs = await self._route.acall("get_many", (self.name, keys, r, sloppy), None, self.via)
+        return {key: GetResult(key, blob, self.merge) for key, blob in zip(keys, blobs)}
+
+    async def put_many(self, mapping: Mapping[Any, Any], *, w: Optional[int] = None,
+                       sloppy: Optional[bool] = None) -> None:
+        writes = self._blind_writes(mapping)
+        w = self._quorum(w, "w")
+        if writes:
+            await self._route.acall("put_many", (self.name, writes, w, sloppy, False), None,
+                                    self.via)
+
+
+def _checked_keys(keys: Iterable[Any], max_key_bytes: int) -> list:
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+        raise InvalidKey(f"get_many takes an iterable of keys, not {type(keys).__name__}")
+    keys = list(keys)
+    for key in keys:
+        check_key(key, max_key_bytes)
+    return keys

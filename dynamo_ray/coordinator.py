@@ -152,7 +152,7 @@ class Router:
         if handle is None:
             return _failed(LookupError(f"vnode {vnode} has no live actor"))
         try:
-            return getattr(handle, method).remote(*args).as_future()
+            return asyncio.wrap_future(getattr(handle, method).remote(*args).future())
         except Exception as e:  # e.g. the handle's pending-call limit
             return _failed(e)
 

@@ -59,10 +59,12 @@ class Timeouts:
 class Limits:
     max_key_bytes: int = 2048
     max_value_bytes: int = 1 << 20  # of the msgpack-encoded value
+    max_batch_keys: int = 100_000  # keys in one get_many / put_many
 
     def check(self, path: str) -> None:
         _require_int(self.max_key_bytes, f"{path}.max_key_bytes", low=1)
         _require_int(self.max_value_bytes, f"{path}.max_value_bytes", low=1)
+        _require_int(self.max_batch_keys, f"{path}.max_batch_keys", low=1)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,20 @@ class Gossip:
 
 
 @dataclass(frozen=True)
+class Overload:
+    """Bounded queues: past them a request is shed with `Overloaded` instead of waiting."""
+
+    max_inflight_requests: int = 256  # per router (a coordinator, or a client process)
+    max_pending_calls: int = 64  # per vnode, from each caller (Ray's max_pending_calls)
+    max_queue_ms: float = 1000.0  # a request queued longer than this before a router took it
+
+    def check(self, path: str) -> None:
+        _require_int(self.max_inflight_requests, f"{path}.max_inflight_requests", low=1)
+        _require_int(self.max_pending_calls, f"{path}.max_pending_calls", low=1)
+        _require_number(self.max_queue_ms, f"{path}.max_queue_ms", low=0.1)
+
+
+@dataclass(frozen=True)
 class FailureDetection:
     """Local failure detector of each coordinator (Dynamo §4.8.1: a purely local view)."""
 
@@ -178,6 +194,7 @@ class StoreConfig:
     antientropy: AntiEntropy = field(default_factory=AntiEntropy)
     gossip: Gossip = field(default_factory=Gossip)
     storage: Storage = field(default_factory=Storage)
+    overload: Overload = field(default_factory=Overload)
     failure_detection: FailureDetection = field(default_factory=FailureDetection)
     versioning: Versioning = field(default_factory=Versioning)
 
@@ -299,6 +316,7 @@ def _section_types() -> dict[str, type]:
         "antientropy": AntiEntropy,
         "gossip": Gossip,
         "storage": Storage,
+        "overload": Overload,
         "failure_detection": FailureDetection,
         "versioning": Versioning,
     }

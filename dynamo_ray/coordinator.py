@@ -21,6 +21,7 @@ Rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Iterable, Optional
@@ -29,7 +30,7 @@ import ray
 
 from . import placement, versioning
 from .config import StoreConfig
-from .errors import ConfigError, TableNotFound, Unavailable
+from .errors import ConfigError, Overloaded, TableNotFound, Unavailable
 from .ring import Ring
 
 
@@ -40,7 +41,7 @@ class _RangeJob:
     """One key range of one request: its keys, the vnodes serving it and their answers."""
 
     __slots__ = ("kp", "keys", "payload", "slots", "spare", "primaries", "acks", "replies",
-                 "blobs", "coordinator", "tried")
+                 "blobs", "coordinator", "tried", "overloaded")
 
     def __init__(self, kp: int, primaries: tuple, slots: list, spare: list):
         self.kp = kp
@@ -54,6 +55,7 @@ class _RangeJob:
         self.blobs: Optional[list] = None  # puts: the coordinated states
         self.coordinator: Optional[int] = None
         self.tried: set = set()
+        self.overloaded = False  # a replica shed one of its calls
 
     def substitute(self, failed: int, hint: Optional[int]) -> Optional[tuple]:
         """Replace a failed slot by the next spare fallback, hinted for the intended primary."""
@@ -77,6 +79,7 @@ class Router:
         self._failures: dict[int, int] = {}
         self._background: set = set()
         self._fetching_ring = False
+        self.inflight = 0  # requests admitted and not yet answered (overload.max_inflight_requests)
         self.latencies_ms: deque = deque(maxlen=512)  # recent requests, for the AE throttle
 
     def latency_p99_ms(self) -> float:
@@ -153,13 +156,34 @@ class Router:
             return _failed(LookupError(f"vnode {vnode} has no live actor"))
         try:
             return asyncio.wrap_future(getattr(handle, method).remote(*args).future())
-        except Exception as e:  # e.g. the handle's pending-call limit
+        except ray.exceptions.PendingCallsLimitExceeded:
+            return _failed(Overloaded(f"vnode {vnode} has {self.config.overload.max_pending_calls}"
+                                      " calls from this router queued"))
+        except Exception as e:
             return _failed(e)
 
     def _keep(self, awaitable: Any) -> None:
         task = asyncio.ensure_future(awaitable)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    @contextlib.contextmanager
+    def _admitted(self, sent_at: Optional[float] = None):
+        """Admission control: a request is shed at once past ``max_inflight_requests`` or when
+        it queued longer than ``max_queue_ms`` to get here, so the ones admitted keep their
+        latency and memory stays bounded."""
+        overload = self.config.overload
+        if self.inflight >= overload.max_inflight_requests:
+            raise Overloaded(f"{overload.max_inflight_requests} requests are in flight at this "
+                             "coordinator; retry later")
+        if sent_at is not None and (time.time() - sent_at) * 1000 > overload.max_queue_ms:
+            raise Overloaded(f"the request queued {(time.time() - sent_at) * 1000:.0f} ms before "
+                             "a coordinator could take it; retry later")
+        self.inflight += 1
+        try:
+            yield
+        finally:
+            self.inflight -= 1
 
     # --- planning ----------------------------------------------------------------------------
     def _table(self, table: str):
@@ -219,7 +243,13 @@ class Router:
                 groups = [group(job, hint) for job, hint in items]
                 pending[self._call(vnode, method, table, groups)] = (vnode, items, expires)
 
-        def fail(vnode: int, items: list, retry: dict) -> None:
+        def fail(vnode: int, items: list, retry: dict, error: Optional[BaseException] = None) -> None:
+            if isinstance(error, Overloaded):
+                # Busy, not down: no fallback stands in (it would answer "not found" for keys
+                # it does not hold); the request is shed if too few others answer.
+                for job, _ in items:
+                    job.overloaded = True
+                return
             self.mark_down(vnode)
             for job, hint in items:
                 sub = on_failure(job, vnode, hint)
@@ -245,7 +275,7 @@ class Router:
                     for (job, hint), result in zip(items, results):
                         on_reply(job, vnode, hint, result)
                 else:
-                    fail(vnode, items, retry)
+                    fail(vnode, items, retry, fut.exception())
             now = time.monotonic()
             for fut in [f for f, (_, _, expires) in pending.items() if expires <= now]:
                 vnode, items, _ = pending.pop(fut)  # a local timeout: the call's deadline passed
@@ -258,13 +288,18 @@ class Router:
 
     # --- reads --------------------------------------------------------------------------------
     async def get_many(self, table: str, keys: list, r: Optional[int] = None,
-                       sloppy: Optional[bool] = None, partial: bool = False) -> Any:
+                       sloppy: Optional[bool] = None, partial: bool = False,
+                       sent_at: Optional[float] = None) -> Any:
         """The merged encoded state of every key (None when no replica has it), in order.
         ``partial``: instead of raising Unavailable for ranges short of R, return (states,
         {index: Unavailable}) for the keys that missed."""
         tcfg = self._table(table)
         r = _quorum(r, tcfg.r, tcfg.n, "r")
         sloppy = (not tcfg.strict) if sloppy is None else sloppy
+        with self._admitted(sent_at):
+            return await self._get_many(table, tcfg, keys, r, sloppy, partial)
+
+    async def _get_many(self, table, tcfg, keys, r, sloppy, partial) -> Any:
         jobs, index = self._plan(keys, tcfg.n, sloppy)
         sends: dict = defaultdict(list)
         for job in jobs.values():
@@ -325,13 +360,17 @@ class Router:
     # --- writes -------------------------------------------------------------------------------
     async def put_many(self, table: str, writes: list, w: Optional[int] = None,
                        sloppy: Optional[bool] = None, want_states: bool = True,
-                       partial: bool = False) -> Any:
+                       partial: bool = False, sent_at: Optional[float] = None) -> Any:
         """Write ``writes`` [(key, context | None, value bytes | None for a delete)]; returns the
         new encoded state of every key (``want_states``) once W replicas hold it. ``partial``:
         return (states, {index: Unavailable}) instead of raising for ranges short of W."""
         tcfg = self._table(table)
         w = _quorum(w, tcfg.w, tcfg.n, "w")
         sloppy = (not tcfg.strict) if sloppy is None else sloppy
+        with self._admitted(sent_at):
+            return await self._put_many(table, tcfg, writes, w, sloppy, want_states, partial)
+
+    async def _put_many(self, table, tcfg, writes, w, sloppy, want_states, partial) -> Any:
         jobs, index = self._plan((key for key, _, _ in writes), tcfg.n, sloppy)
         for (job, _), write in zip(index, writes):
             job.payload.append(write)
@@ -411,18 +450,20 @@ class Coordinator:
     def ready(self) -> bool:
         return True
 
-    async def get_many(self, table: str, keys: list, r=None, sloppy=None, partial=False) -> Any:
+    async def get_many(self, table: str, keys: list, r=None, sloppy=None, partial=False,
+                       sent_at=None) -> Any:
         started = time.monotonic()
         try:
-            return await self.router.get_many(table, keys, r, sloppy, partial)
+            return await self.router.get_many(table, keys, r, sloppy, partial, sent_at)
         finally:
             self.router.latencies_ms.append((time.monotonic() - started) * 1000)
 
     async def put_many(self, table: str, writes: list, w=None, sloppy=None,
-                       want_states: bool = True, partial: bool = False) -> Any:
+                       want_states: bool = True, partial: bool = False, sent_at=None) -> Any:
         started = time.monotonic()
         try:
-            return await self.router.put_many(table, writes, w, sloppy, want_states, partial)
+            return await self.router.put_many(table, writes, w, sloppy, want_states, partial,
+                                              sent_at)
         finally:
             self.router.latencies_ms.append((time.monotonic() - started) * 1000)
 
@@ -459,6 +500,9 @@ def _merge_replies(replies: list, policy: str, max_entries: int) -> list:
 
 def _unavailable(what: str, short: list, needed: int, got: Callable) -> Unavailable:
     first = short[0]
+    if any(job.overloaded for job in short):
+        return Overloaded(f"{what} of {first.keys[0]!r} was shed: its replicas' queues are full "
+                          f"({got(first)} of {needed} answered)")
     keys = [k for job in short for k in job.keys]
     return Unavailable(
         f"{what} of {first.keys[0]!r} reached {got(first)} of the {needed} replicas it needs"

@@ -70,7 +70,8 @@ class Node:
             if p not in self.vnodes:
                 self.vnodes[p] = placement.spawn(
                     VNode, placement.vnode_actor_name(self.store, self.name, p), self.store,
-                    self.name, p, self.config, self.ring, ray_node_id=self.ray_node)
+                    self.name, p, self.config, self.ring, ray_node_id=self.ray_node,
+                    max_pending_calls=self.config.overload.max_pending_calls)
                 spawned.append(self.vnodes[p])
         return spawned
 

@@ -70,7 +70,8 @@ class CoordinatorRoute:
                 failures.append(f"{node}: no coordinator")
                 continue
             try:
-                return ray.get(getattr(handle, method).remote(*args), timeout=timeout)
+                call = getattr(handle, method).remote(*args, sent_at=time.time())
+                return ray.get(call, timeout=timeout)
             except Exception as e:
                 self._failed(node, e, failures, timeout)
         raise _no_coordinator(failures, first_key)
@@ -85,7 +86,8 @@ class CoordinatorRoute:
                 failures.append(f"{node}: no coordinator")
                 continue
             try:
-                return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout)
+                call = getattr(handle, method).remote(*args, sent_at=time.time())
+                return await asyncio.wait_for(call, timeout)
             except Exception as e:
                 self._failed(node, e, failures, timeout)
         raise _no_coordinator(failures, first_key)

@@ -215,7 +215,7 @@ class Table:
     def get_many(self, keys: Iterable[Any], *, r: Optional[int] = None,
                  sloppy: Optional[bool] = None) -> dict:
         """{key: GetResult} for every key, in one coordinator call and one call per vnode."""
-        keys = list(dict.fromkeys(_checked_keys(keys, self._limits.max_key_bytes)))
+        keys = list(dict.fromkeys(self._batch_keys(keys)))
         r = self._quorum(r, "r")
         if not keys:
             return {}
@@ -231,10 +231,16 @@ class Table:
             self._route.call("put_many", (self.name, writes, w, sloppy, False), None, self.via)
 
 
+    def _batch_keys(self, keys: Iterable[Any]) -> list:
+        return _checked_keys(keys, self._limits.max_key_bytes, self._limits.max_batch_keys)
+
     def _blind_writes(self, mapping: Mapping[Any, Any]) -> list:
         if not isinstance(mapping, Mapping):
             raise InvalidValue(f"put_many takes a mapping of key to value, not {type(mapping).__name__}")
         limit_key, limit_value = self._limits.max_key_bytes, self._limits.max_value_bytes
+        if len(mapping) > self._limits.max_batch_keys:
+            raise InvalidValue(f"a batch of {len(mapping)} keys is over limits.max_batch_keys="
+                               f"{self._limits.max_batch_keys}")
         writes = []
         for key, value in mapping.items():
             check_key(key, limit_key)
@@ -337,7 +343,7 @@ class AsyncTable(Table):
 
     async def get_many(self, keys: Iterable[Any], *, r: Optional[int] = None,
                        sloppy: Optional[bool] = None) -> dict:
-        keys = list(dict.fromkeys(_checked_keys(keys, self._limits.max_key_bytes)))
+        keys = list(dict.fromkeys(self._batch_keys(keys)))
         r = self._quorum(r, "r")
         if not keys:
             return {}
@@ -353,10 +359,12 @@ class AsyncTable(Table):
                                     self.via)
 
 
-def _checked_keys(keys: Iterable[Any], max_key_bytes: int) -> list:
+def _checked_keys(keys: Iterable[Any], max_key_bytes: int, max_batch_keys: int = 0) -> list:
     if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
         raise InvalidKey(f"get_many takes an iterable of keys, not {type(keys).__name__}")
     keys = list(keys)
+    if max_batch_keys and len(keys) > max_batch_keys:
+        raise InvalidKey(f"a batch of {len(keys)} keys is over limits.max_batch_keys={max_batch_keys}")
     for key in keys:
         check_key(key, max_key_bytes)
     return keys

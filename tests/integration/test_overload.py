@@ -1,0 +1,60 @@
+"""Bounded queues: past them requests are shed with Overloaded, at once, and the rest succeed.
+(The load at twice saturation with its latency figures is `python jobs/overload.py`.)"""
+
+import asyncio
+import time
+
+import dynamo_ray as dr
+
+
+def test_requests_past_the_bounded_queues_are_shed_and_the_rest_served(new_store):
+    s = new_store(nodes=3, partitions=8, overload={"max_pending_calls": 1, "max_queue_ms": 30})
+    t = s.table()
+    t.put_many({f"o{i}": i for i in range(100)})
+    for node in s.nodes():
+        s.slow_node(node, 20)  # every vnode call takes 20 ms: the store, not the client, saturates
+    route = t._route
+    outcomes = {"ok": 0, "shed": 0, "other": 0}
+    latencies = []
+
+    async def one(i):
+        started = time.perf_counter()
+        try:
+            got = await route.acall("get_many", (t.name, [f"o{i % 100}"], None, None))
+            assert dr.GetResult(f"o{i % 100}", got[0]).value == i % 100
+            outcomes["ok"] += 1
+            latencies.append(time.perf_counter() - started)
+        except dr.Overloaded:
+            outcomes["shed"] += 1
+        except dr.DynamoError:
+            outcomes["other"] += 1
+
+    async def burst():
+        await asyncio.gather(*(one(i) for i in range(200)))  # 200 at once, far past the queues
+
+    asyncio.run(burst())
+    assert outcomes["shed"] > 0 and outcomes["ok"] > 0 and outcomes["other"] == 0, outcomes
+    assert max(latencies) < 5.0  # accepted ones were not stuck behind the shed ones
+    for node in s.nodes():
+        s.slow_node(node, 0)
+    assert t.get("o1").value == 1  # served normally once the burst is over
+
+
+def test_a_coordinator_sheds_past_its_inflight_limit(new_store):
+    s = new_store(nodes=3, partitions=8, overload={"max_inflight_requests": 2})
+    for node in s.nodes():
+        s.slow_node(node, 50)
+    route = s.table()._route
+    errors = []
+
+    async def one(i):
+        try:
+            await route.acall("get_many", ("default", [f"x{i}"], None, None), None, "node-1")
+        except dr.Overloaded as e:
+            errors.append(e)
+
+    async def burst():
+        await asyncio.gather(*(one(i) for i in range(20)))
+
+    asyncio.run(burst())
+    assert errors and "in flight" in str(errors[0])

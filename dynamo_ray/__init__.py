@@ -8,6 +8,7 @@
 """
 
 from . import merges
+from .cache import cached
 from .client import Store, connect, start
 from .table import AsyncTable, Context, GetResult, Table
 from .config import StoreConfig, TableConfig
@@ -28,7 +29,7 @@ from .errors import (
 )
 
 __all__ = [
-    "start", "connect", "Store", "Table", "AsyncTable", "GetResult", "Context", "StoreConfig", "TableConfig",
+    "start", "connect", "cached", "Store", "Table", "AsyncTable", "GetResult", "Context", "StoreConfig", "TableConfig",
     "merges", "DynamoError", "ConfigError", "ClusterNotFound", "StoreExists", "TableNotFound",
     "InvalidKey", "InvalidValue", "ValueTooLarge", "InvalidContext", "Unavailable",
     "ConflictError", "Overloaded", "StorageError",

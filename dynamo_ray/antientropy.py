@@ -28,7 +28,7 @@ from typing import Any
 
 import ray
 
-from . import placement, versioning
+from . import metrics, placement, versioning
 from .config import StoreConfig
 from .merkle import NODE_HASH_BYTES, TopDownDiff
 from .ring import Ring
@@ -80,6 +80,8 @@ def run_round(store: str, config: StoreConfig, ring: Ring, jobs: list[Job],
     for local, figures in per_vnode.items():
         for name, value in figures.items():
             totals[name] += value
+    metrics.count("dynamo_antientropy_repairs_total", totals.get("repaired", 0))
+    for local, figures in per_vnode.items():
         figures["ae_bytes"] = figures["tree_bytes"] + figures["state_bytes"]
         try:
             ray.get(call(local, "record_exchange", dict(figures)), timeout=timeout_s)

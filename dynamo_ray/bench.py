@@ -306,7 +306,7 @@ def run_matrix(systems: list, plan: dict, say: Callable = print, progress=None) 
     rows = []
     combos = plan["combos"]
     total = len(systems) * len(combos)
-    bar = progress(total=total, desc="bench", unit="config") if progress else None
+    bar = progress(total, "bench", "config") if progress else None
     for system in systems:
         for dist, value_bytes in combos:
             keys = Keys(plan["keyspace"], dist)
@@ -551,9 +551,9 @@ def run(mode: str = "quick", out_dir: str = "bench-out", memory: bool = False,
     """The whole benchmark: start Ray (loopback) if needed, run the matrix on every system,
     write results.json and the plots, print the table and the goals."""
     import dynamo_ray as dr
-    from tqdm.auto import tqdm
 
     from .localray import start_local_ray
+    from .progress import bar
 
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -576,7 +576,7 @@ def run(mode: str = "quick", out_dir: str = "bench-out", memory: bool = False,
         else:
             extra["redis"] = "skipped: redis-server or redis-py is not installed"
             say("note: redis skipped (redis-server or the redis package is missing)")
-        rows = run_matrix(systems, plan, say, progress=tqdm)
+        rows = run_matrix(systems, plan, say, progress=bar)
     finally:
         for system in systems:
             system.close()

@@ -110,14 +110,26 @@ def down(address: str, name: str) -> None:
         _shutdown()
 
 
+STATUS_COLUMNS = ["node", "partition", "up", "keys", "bytes", "hints_pending", "segments",
+                  "ae_keys", "ae_last"]
+
+
 @main.command()
+@click.option("--all", "all_columns", is_flag=True, help="every column of Store.status()")
+@click.option("--view", default=None, help="take 'up' from this node's gossip view")
 @address_option
 @name_option
-def status(address: str, name: str) -> None:
-    """One row per vnode: node, partition, up, keys, bytes, hints pending."""
+def status(all_columns: bool, view: Optional[str], address: str, name: str) -> None:
+    """A line per node, then one row per vnode: keys, bytes, hints pending, anti-entropy."""
     try:
-        frame = _connect(address, name).status()
-        click.echo(frame.to_string(index=False))
+        frame = _connect(address, name).status(view=view)
+        nodes = frame.groupby("node").agg(up=("up", "all"), vnodes=("partition", "count"),
+                                          keys=("keys", "sum"), bytes=("bytes", "sum"),
+                                          hints_pending=("hints_pending", "sum"))
+        click.echo(nodes.to_string())
+        click.echo("")
+        shown = frame if all_columns else frame[STATUS_COLUMNS]
+        click.echo(shown.to_string(index=False))
     except DynamoError as e:
         _fail(e)
     finally:

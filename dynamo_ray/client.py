@@ -250,13 +250,14 @@ class Store:
         return max(t.n for t in self.config.tables.values())
 
     def _change(self, old: Ring, new: Ring, joining: dict, leaving: list, progress: bool) -> dict:
-        from tqdm.auto import tqdm
+        from .progress import bar
 
         def spawn_node(node, ring, host, ray_node):
             _spawn_nodes(self.name, self.config, ring, {node: ray_node}, {node: host})
 
-        report = membership.change(self.name, self.config, old, new, joining, leaving,
-                                   spawn_node, progress=tqdm if progress else None)
+        report = membership.change(
+            self.name, self.config, old, new, joining, leaving, spawn_node,
+            progress=(lambda total, desc, unit: bar(total, desc, unit)) if progress else None)
         self.ring = new
         self._forget_routes()
         return report

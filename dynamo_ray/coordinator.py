@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import ray
 
-from . import placement, versioning
+from . import metrics, placement, versioning
 from .config import StoreConfig
 from .errors import ConfigError, Overloaded, TableNotFound, Unavailable
 from .ring import Ring
@@ -185,6 +185,27 @@ class Router:
         finally:
             self.inflight -= 1
 
+    @contextlib.contextmanager
+    def _measured(self, op: str, table: str):
+        """Latency (for the anti-entropy throttle and the metrics) and outcome of a request."""
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            yield
+        except Overloaded:
+            outcome = "overloaded"
+            raise
+        except Unavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            elapsed_ms = (time.monotonic() - started) * 1000
+            self.latencies_ms.append(elapsed_ms)
+            routing = "client" if self.origin is None else "coordinator"
+            metrics.observe("dynamo_request_latency_ms", elapsed_ms, op=op, table=table,
+                            routing=routing)
+            metrics.count("dynamo_requests_total", op=op, table=table, outcome=outcome)
+
     # --- planning ----------------------------------------------------------------------------
     def _table(self, table: str):
         try:
@@ -296,7 +317,7 @@ class Router:
         tcfg = self._table(table)
         r = _quorum(r, tcfg.r, tcfg.n, "r")
         sloppy = (not tcfg.strict) if sloppy is None else sloppy
-        with self._admitted(sent_at):
+        with self._admitted(sent_at), self._measured("get", table):
             return await self._get_many(table, tcfg, keys, r, sloppy, partial)
 
     async def _get_many(self, table, tcfg, keys, r, sloppy, partial) -> Any:
@@ -327,6 +348,8 @@ class Router:
         max_entries = self.config.versioning.max_clock_entries
         merged = {kp: _merge_replies(job.replies, policy, max_entries)
                   for kp, job in jobs.items() if len(job.replies) >= r}
+        metrics.count("dynamo_siblings_returned_total", table=table,
+                      value=sum(_has_siblings(b) for states in merged.values() for b in states))
         if self.config.read_repair:
             self._keep(self._read_repair(table, jobs, pending, policy, max_entries))
         if not partial:
@@ -355,6 +378,8 @@ class Router:
                 if stale:
                     repairs[vnode].append((job.kp, None, stale))
         for vnode, groups in repairs.items():
+            metrics.count("dynamo_read_repairs_total", table=table,
+                          value=sum(len(entries) for _, _, entries in groups))
             self._keep(_quiet(self._call(vnode, "merge", table, groups)))
 
     # --- writes -------------------------------------------------------------------------------
@@ -367,7 +392,7 @@ class Router:
         tcfg = self._table(table)
         w = _quorum(w, tcfg.w, tcfg.n, "w")
         sloppy = (not tcfg.strict) if sloppy is None else sloppy
-        with self._admitted(sent_at):
+        with self._admitted(sent_at), self._measured("put", table):
             return await self._put_many(table, tcfg, writes, w, sloppy, want_states, partial)
 
     async def _put_many(self, table, tcfg, writes, w, sloppy, want_states, partial) -> Any:
@@ -403,6 +428,8 @@ class Router:
 
         def on_reply(job, vnode, hint, blobs):
             job.blobs, job.coordinator, job.acks = blobs, vnode, 1
+            if hint is not None:
+                metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
 
         def on_failure(job, vnode, hint):
             job.substitute(vnode, hint)
@@ -431,6 +458,8 @@ class Router:
 
         def on_reply(job, vnode, hint, count):
             job.acks += 1
+            if hint is not None:
+                metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
 
         def on_failure(job, vnode, hint):
             return job.substitute(vnode, hint)
@@ -452,20 +481,11 @@ class Coordinator:
 
     async def get_many(self, table: str, keys: list, r=None, sloppy=None, partial=False,
                        sent_at=None) -> Any:
-        started = time.monotonic()
-        try:
-            return await self.router.get_many(table, keys, r, sloppy, partial, sent_at)
-        finally:
-            self.router.latencies_ms.append((time.monotonic() - started) * 1000)
+        return await self.router.get_many(table, keys, r, sloppy, partial, sent_at)
 
     async def put_many(self, table: str, writes: list, w=None, sloppy=None,
                        want_states: bool = True, partial: bool = False, sent_at=None) -> Any:
-        started = time.monotonic()
-        try:
-            return await self.router.put_many(table, writes, w, sloppy, want_states, partial,
-                                              sent_at)
-        finally:
-            self.router.latencies_ms.append((time.monotonic() - started) * 1000)
+        return await self.router.put_many(table, writes, w, sloppy, want_states, partial, sent_at)
 
     def latency_p99_ms(self) -> float:
         return self.router.latency_p99_ms()
@@ -487,6 +507,13 @@ def _quorum(value: Optional[int], default: int, n: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
         raise ConfigError(f"{name}={value!r} must be an integer from 1 to n={n}")
     return value
+
+
+def _has_siblings(blob: Optional[bytes]) -> bool:
+    """Several live values? The compact encoding (a lone sibling) answers without decoding."""
+    if blob is None or blob[0] != 0x92:
+        return False
+    return len(versioning.values(versioning.decode(blob))) > 1
 
 
 def _merge_replies(replies: list, policy: str, max_entries: int) -> list:

@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 
-from . import placement
+from . import metrics, placement
 
 
 def deliver_all(store: str, deliveries: list, batch_keys: int, timeout_s: float) -> int:
@@ -29,6 +29,7 @@ def deliver_all(store: str, deliveries: list, batch_keys: int, timeout_s: float)
             delivered += deliver_hints(store, fallback, hint, target_node, batch_keys, timeout_s)
         except Exception:  # the target died or timed out: the hint stays, retried next round
             continue
+    metrics.count("dynamo_hints_delivered_total", delivered)
     return delivered
 
 

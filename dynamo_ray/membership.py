@@ -176,7 +176,7 @@ def _ray_nodes(store: str, nodes: set) -> dict[str, str]:
 
 def _wait_all(refs: list, progress: Optional[Any], what: str) -> int:
     total = 0
-    bar = progress(total=len(refs), desc=what, unit="node") if progress and refs else None
+    bar = progress(len(refs), what, "node") if progress and refs else None
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1, timeout=600)

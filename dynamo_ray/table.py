@@ -161,6 +161,10 @@ class Table:
     def __repr__(self) -> str:
         return f"Table({self.store.name!r}, {self.name!r})"
 
+    def __reduce__(self):
+        # a handle travels into Ray tasks and actors; its routes are rebuilt there
+        return (_rebuild, (type(self), self.store, self.name, self.merge, self.via, self.routing))
+
     def _quorum(self, value: Optional[int], which: str) -> Optional[int]:
         if value is None:
             return None
@@ -230,6 +234,33 @@ class Table:
         if writes:
             self._route.call("put_many", (self.name, writes, w, sloppy, False), None, self.via)
 
+
+    def load(self, items: Any, *, batch_keys: int = 5000, w: Optional[int] = None,
+             progress: bool = True) -> int:
+        """Bulk load: ``items`` (a mapping, or an iterable of (key, value) pairs) written blind
+        with `put_many` in batches of ``batch_keys``, with a progress bar. Returns the count."""
+        from .progress import bar
+
+        pairs = items.items() if isinstance(items, Mapping) else items
+        total = len(items) if hasattr(items, "__len__") else None
+        progress_bar = bar(total, f"loading {self.name}", "key", progress)
+        written, chunk = 0, {}
+        for key, value in pairs:
+            chunk[key] = value
+            if len(chunk) >= batch_keys:
+                self.put_many(chunk, w=w)
+                written += len(chunk)
+                if progress_bar is not None:
+                    progress_bar.update(len(chunk))
+                chunk = {}
+        if chunk:
+            self.put_many(chunk, w=w)
+            written += len(chunk)
+            if progress_bar is not None:
+                progress_bar.update(len(chunk))
+        if progress_bar is not None:
+            progress_bar.close()
+        return written
 
     def _batch_keys(self, keys: Iterable[Any]) -> list:
         return _checked_keys(keys, self._limits.max_key_bytes, self._limits.max_batch_keys)
@@ -357,6 +388,10 @@ class AsyncTable(Table):
         if writes:
             await self._route.acall("put_many", (self.name, writes, w, sloppy, False), None,
                                     self.via)
+
+
+def _rebuild(cls: type, store: Any, name: str, merge: Any, via: Any, routing: str) -> Table:
+    return cls(store, name, merge=merge, via=via, routing=routing)
 
 
 def _checked_keys(keys: Iterable[Any], max_key_bytes: int, max_batch_keys: int = 0) -> list:

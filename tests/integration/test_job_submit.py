@@ -60,25 +60,31 @@ def ray_head():
         head.wait(timeout=60)
 
 
-def test_shopping_cart_job_runs_against_a_store_started_with_up(ray_head):
+def test_jobs_share_a_store_started_with_up_and_down_leaves_nothing(ray_head):
     env, gcs = ray_head["env"], ray_head["gcs"]
     cli = os.path.join(BIN, "dynamo-ray")
     up = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
     assert up.returncode == 0, up.stderr[-3000:]
     again = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
     assert "already running" in again.stdout  # up is idempotent
-    try:
+    def submit(*job_args):
         for _ in range(15):  # the head's job agent comes up a little after its job server
             job = _run(
                 [os.path.join(BIN, "ray"), "job", "submit", "--address", ray_head["dashboard"],
-                 "--working-dir", ".", "--", "python", "jobs/shopping_cart.py", "--name", "jobs"],
+                 "--working-dir", ".", "--", "python", *job_args, "--name", "jobs"],
                 env, timeout=300,
             )
             if "No available agent" not in job.stderr:
                 break
             time.sleep(2)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-        assert "shopping cart job done: ['book', 'lamp']" in job.stdout
+        return job.stdout
+
+    try:
+        assert "shopping cart job done: ['book', 'lamp']" in submit("jobs/shopping_cart.py")
+        # two jobs: the second reads what the first wrote, through the detached store
+        assert "wrote 1000 keys" in submit("jobs/roundtrip.py", "--write", "--tag", "e2e")
+        assert "0 missing or wrong" in submit("jobs/roundtrip.py", "--check", "--tag", "e2e")
     finally:
         down = _run([cli, "down", "--address", gcs, "--name", "jobs"], env)
     assert down.returncode == 0, down.stderr[-3000:]

@@ -19,3 +19,9 @@ def test_antientropy_bench_meets_its_goals_on_a_short_run():
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "keys transferred" in out.stdout and "MISSED" not in out.stdout
     assert "next round repairs                 0" in out.stdout
+
+
+def test_cache_pipeline_second_run_hits_the_cache_and_is_faster():
+    out = run_job("cache_pipeline.py", "--rows", "400", "--cost-ms", "10", "--name", "cache-test")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "goals: met" in out.stdout

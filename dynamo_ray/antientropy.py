@@ -142,10 +142,9 @@ def _repair_range(config: StoreConfig, call, timeout_s: float, job: Job, mine: i
                                           call(peer, "get", table, [(kp, differing)])],
                                          timeout=timeout_s)
     policy = config.tables[table].conflict
-    max_entries = config.versioning.max_clock_entries
     to_mine, to_theirs = [], []
     for key, a, b in zip(differing, a_blobs[0], b_blobs[0]):
-        merged = versioning.merge_blobs(a, b, policy, max_entries)
+        merged = versioning.merge_blobs(a, b, policy)
         if merged != a:
             to_mine.append((key, merged))
         if merged != b:

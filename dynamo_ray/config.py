@@ -170,10 +170,12 @@ class FailureDetection:
 
 @dataclass(frozen=True)
 class Versioning:
-    max_clock_entries: int = 10  # the paper's pruning threshold
+    max_clock_entries: int = 10  # the paper's pruning threshold ...
+    prune_min_age_s: float = 3600.0  # ... applied only to entries older than this (Riak's rule)
 
     def check(self, path: str) -> None:
         _require_int(self.max_clock_entries, f"{path}.max_clock_entries", low=1)
+        _require_number(self.prune_min_age_s, f"{path}.prune_min_age_s", low=0)
 
 
 def _default_tables() -> dict[str, TableConfig]:

@@ -345,19 +345,17 @@ class Router:
         if short and not partial:
             raise _unavailable("read", short, r, lambda j: len(j.replies))
         policy = tcfg.conflict
-        max_entries = self.config.versioning.max_clock_entries
-        merged = {kp: _merge_replies(job.replies, policy, max_entries)
+        merged = {kp: _merge_replies(job.replies, policy)
                   for kp, job in jobs.items() if len(job.replies) >= r}
         metrics.count("dynamo_siblings_returned_total", table=table,
                       value=sum(_has_siblings(b) for states in merged.values() for b in states))
         if self.config.read_repair:
-            self._keep(self._read_repair(table, jobs, pending, policy, max_entries))
+            self._keep(self._read_repair(table, jobs, pending, policy))
         if not partial:
             return [merged[job.kp][i] for job, i in index]
         return _partial(index, merged, short, r, lambda j: len(j.replies), "read")
 
-    async def _read_repair(self, table: str, jobs: dict, pending: dict, policy: str,
-                           max_entries: int) -> None:
+    async def _read_repair(self, table: str, jobs: dict, pending: dict, policy: str) -> None:
         """Wait for late replies until their calls' deadlines, then send the merged state to every
         primary that replied stale or missing."""
         if pending:
@@ -370,7 +368,7 @@ class Router:
                         job.replies.append((vnode, blobs))
         repairs: dict = defaultdict(list)
         for job in jobs.values():
-            merged = _merge_replies(job.replies, policy, max_entries)
+            merged = _merge_replies(job.replies, policy)
             for vnode, blobs in job.replies:
                 if vnode not in job.primaries:
                     continue
@@ -516,12 +514,12 @@ def _has_siblings(blob: Optional[bytes]) -> bool:
     return len(versioning.values(versioning.decode(blob))) > 1
 
 
-def _merge_replies(replies: list, policy: str, max_entries: int) -> list:
+def _merge_replies(replies: list, policy: str) -> list:
     merged = list(replies[0][1])
     for _, blobs in replies[1:]:
         for i, blob in enumerate(blobs):
             if blob != merged[i]:
-                merged[i] = versioning.merge_blobs(merged[i], blob, policy, max_entries)
+                merged[i] = versioning.merge_blobs(merged[i], blob, policy)
     return merged
 
 

@@ -18,8 +18,9 @@ Laws the unit tests pin down:
 - writes on both sides of a partition are siblings after the merge; none is lost;
 - merge is commutative, associative and idempotent.
 
-Past ``max_entries`` clock entries the oldest (by timestamp) that names no live sibling is
-pruned (Dynamo §4.4): it can only cause a false conflict, never a lost sibling.
+Past ``max_entries`` clock entries the oldest (by timestamp) that names no live sibling and is
+older than ``min_age_ms`` is pruned when a write adds an entry (Dynamo §4.4, with Riak's age
+floor): it can only cause a false conflict, never a lost sibling.
 
 Pure: no Ray import; time and actor ids are passed in.
 """
@@ -86,10 +87,12 @@ def update(
     now_ms: int,
     policy: str = "siblings",
     max_entries: int = 10,
+    min_age_ms: int = 0,
 ) -> KeyState:
     """A write coordinated at ``actor``: drop exactly the siblings the context covers, add the
     new value under dot (actor, counter). Under ``lww`` the new value replaces everything and
-    is stamped after every version it replaces, so a write never loses to what it overwrote."""
+    is stamped after every version it replaces, so a write never loses to what it overwrote.
+    The clock is pruned here, where entries are added (see `prune`)."""
     context = context or {}
     if policy == "lww":
         now_ms = max(now_ms, latest_ts_ms(state) + 1)
@@ -103,10 +106,10 @@ def update(
             clock[a] = (n, now_ms)
     clock[actor] = (counter, now_ms)
     new = KeyState(clock, tuple(sorted(kept + (Sibling(actor, counter, now_ms, value),), key=_age)))
-    return prune(new, max_entries)
+    return prune(new, max_entries, now_ms, min_age_ms)
 
 
-def merge(a: KeyState, b: KeyState, policy: str = "siblings", max_entries: int = 10) -> KeyState:
+def merge(a: KeyState, b: KeyState, policy: str = "siblings") -> KeyState:
     """Join of two replicas' states: a sibling survives unless the other side's clock covers
     it without holding it (then the other side saw it overwritten). Under ``lww`` the newest
     sibling of either side wins, causality aside (Cassandra's rule: it is what loses writes
@@ -122,15 +125,19 @@ def merge(a: KeyState, b: KeyState, policy: str = "siblings", max_entries: int =
         kept = [s for s in a.siblings if s.dot in dots_b or not _covered(b.clock, s)]
         kept += [s for s in b.siblings if s.dot not in dots_a and not _covered(a.clock, s)]
         kept.sort(key=_age)
-    return prune(KeyState(_join_clocks(a.clock, b.clock), tuple(kept)), max_entries)
+    return KeyState(_join_clocks(a.clock, b.clock), tuple(kept))
 
 
-def prune(state: KeyState, max_entries: int) -> KeyState:
-    """Drop the oldest clock entries past ``max_entries``, never one that names a live sibling."""
+def prune(state: KeyState, max_entries: int, now_ms: int = 0, min_age_ms: int = 0) -> KeyState:
+    """Drop the oldest clock entries past ``max_entries``, never one that names a live sibling
+    nor one younger than ``min_age_ms`` (Riak's rule: a recent entry may still be needed to
+    recognise a stale replica's sibling as overwritten; pruning it would bring that back)."""
     if len(state.clock) <= max_entries:
         return state
     live = {s.actor for s in state.siblings}
-    removable = sorted((ts, a) for a, (_, ts) in state.clock.items() if a not in live)
+    cutoff = now_ms - min_age_ms
+    removable = sorted((ts, a) for a, (_, ts) in state.clock.items()
+                       if a not in live and (not min_age_ms or ts < cutoff))
     clock = dict(state.clock)
     for _, actor in removable[: len(clock) - max_entries]:
         del clock[actor]
@@ -196,14 +203,13 @@ def decode(blob: bytes) -> KeyState:
     return KeyState(clock, siblings)
 
 
-def merge_blobs(a: Optional[bytes], b: Optional[bytes], policy: str = "siblings",
-                max_entries: int = 10) -> Optional[bytes]:
+def merge_blobs(a: Optional[bytes], b: Optional[bytes], policy: str = "siblings") -> Optional[bytes]:
     """Merge two encoded states; equal bytes (the common case) cost no decoding."""
     if a is None or a == b:
         return b
     if b is None:
         return a
-    merged = merge(decode(a), decode(b), policy, max_entries)
+    merged = merge(decode(a), decode(b), policy)
     return encode(merged)
 
 

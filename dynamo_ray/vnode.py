@@ -159,8 +159,7 @@ class VNode:
         old = store.get(key)
         if old == blob:
             return False
-        new = versioning.merge_blobs(old, blob, self.config.tables[table].conflict,
-                                     self.config.versioning.max_clock_entries)
+        new = versioning.merge_blobs(old, blob, self.config.tables[table].conflict)
         if new == old:
             return False
         store.put(key, new, old)
@@ -224,6 +223,7 @@ class VNode:
         self._serve()
         tcfg = self.config.tables[table]
         max_entries = self.config.versioning.max_clock_entries
+        min_age_ms = int(self.config.versioning.prune_min_age_s * 1000)
         now = self._now_ms()
         out = []
         logged: list = []
@@ -240,13 +240,13 @@ class VNode:
             for (key, ctx, value), mine in zip(writes, stored):
                 old = mine
                 for other in others:
-                    old = versioning.merge_blobs(old, other.get(key), tcfg.conflict, max_entries)
+                    old = versioning.merge_blobs(old, other.get(key), tcfg.conflict)
                 state = versioning.decode(old) if old is not None else versioning.EMPTY
                 ctx = ctx or {}
                 self.counter = versioning.next_counter(state, ctx, self.actor, self.counter)
                 new = versioning.update(
-                    state, ctx, value, self.actor, self.counter, now, tcfg.conflict, max_entries
-                )
+                    state, ctx, value, self.actor, self.counter, now, tcfg.conflict, max_entries,
+                    min_age_ms)
                 blob = versioning.encode(new)
                 store.put(key, blob, mine)
                 blobs.append(blob)
@@ -263,7 +263,6 @@ class VNode:
         version, per group how many keys changed here)."""
         self._serve()
         policy = self.config.tables[table].conflict
-        max_entries = self.config.versioning.max_clock_entries
         changed = []
         for kp, hint, entries in groups:
             entries = _resolved_entries(entries)
@@ -272,7 +271,7 @@ class VNode:
             olds = store.get_many([key for key, _ in entries])
             for (key, blob), old in zip(entries, olds):
                 if old != blob:
-                    new = versioning.merge_blobs(old, blob, policy, max_entries)
+                    new = versioning.merge_blobs(old, blob, policy)
                     if new != old:
                         store.put(key, new, old)
                         count += 1
@@ -285,7 +284,6 @@ class VNode:
         a fallback answers from its hinted copies too."""
         self._serve()
         policy = self.config.tables[table].conflict
-        max_entries = self.config.versioning.max_clock_entries
         out = []
         for kp, keys in groups:
             copies = self._copies(table, kp)
@@ -298,7 +296,7 @@ class VNode:
                 for store in copies:
                     other = store.get(key)
                     if other is not None:
-                        blob = versioning.merge_blobs(blob, other, policy, max_entries)
+                        blob = versioning.merge_blobs(blob, other, policy)
                 found.append(blob)
             out.append(found)
         return self.ring.version, out

@@ -43,20 +43,25 @@ def store(start_store):
     return start_store()
 
 
-@pytest.fixture(scope="module")
-def start_store(local_ray, request):
-    """A factory of stores (configs/test.yaml plus overrides); all are stopped after the module."""
+def _store_factory(prefix: str):
+    """A function starting stores (configs/test.yaml plus overrides) and a list of them."""
     import dynamo_ray as dr
 
     started = []
-    module = request.module.__name__.rsplit(".", 1)[-1]
 
     def _start(config=TEST_CONFIG, **overrides):
-        s = dr.start(config, name=f"t-{module}-{uuid.uuid4().hex[:6]}", **overrides)
+        s = dr.start(config, name=f"t-{prefix[:30]}-{uuid.uuid4().hex[:6]}", **overrides)
         started.append(s)
         return s
 
-    yield _start
+    return _start, started
+
+
+@pytest.fixture(scope="module")
+def start_store(local_ray, request):
+    """A factory of stores; all are stopped after the module."""
+    start, started = _store_factory(request.module.__name__.rsplit(".", 1)[-1])
+    yield start
     for s in started:
         s.stop()
 
@@ -64,16 +69,8 @@ def start_store(local_ray, request):
 @pytest.fixture
 def new_store(local_ray, request):
     """Like start_store, but each store is stopped when its test ends (for heavy stores)."""
-    import dynamo_ray as dr
-
-    started = []
-
-    def _start(config=TEST_CONFIG, **overrides):
-        s = dr.start(config, name=f"t-{request.node.name[:30]}-{uuid.uuid4().hex[:6]}", **overrides)
-        started.append(s)
-        return s
-
-    yield _start
+    start, started = _store_factory(request.node.name)
+    yield start
     for s in started:
         s.stop()
 

@@ -4,6 +4,7 @@ tombstones are reaped only when it is safe."""
 import time
 
 import pytest
+from helpers import primaries_of, wait_for
 
 ONLY_ANTIENTROPY = dict(
     nodes=4,
@@ -20,25 +21,13 @@ def store(start_store):
     return start_store(**ONLY_ANTIENTROPY)
 
 
-def wait_for(condition, timeout_s, interval_s=0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return False
-
-
-def primaries_of(store, key, n=3):
-    kp = store.ring.partition_of(key)
-    return {f"{store.ring.owners[p]}/p{p}" for p in store.ring.preference_list(kp, n)}
 
 
 def converged(store, keys, expected):
     copies = store.inspect_many("default", keys)
     for k in keys:
         held = {r: v for r, v in copies[k].items() if "hint" not in r}
-        if set(held) != primaries_of(store, k) or any(v != expected(k) for v in held.values()):
+        if set(held) != set(primaries_of(store, k)) or any(v != expected(k) for v in held.values()):
             return False
     return True
 

@@ -9,6 +9,7 @@ import pytest
 
 import dynamo_ray as dr
 from dynamo_ray import merges
+from helpers import primaries_of, wait_for
 
 FOUR_NODES = dict(
     nodes=4,
@@ -39,18 +40,6 @@ def all_nodes_back(request):
         wait_for(lambda: s.status()["hints_pending"].sum() == 0, 30)
 
 
-def wait_for(condition, timeout_s, interval_s=0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return False
-
-
-def primaries_of(store, key, n=3):
-    kp = store.ring.partition_of(key)
-    return [f"{store.ring.owners[p]}/p{p}" for p in store.ring.preference_list(kp, n)]
 
 
 def test_one_node_of_four_down_every_put_and_get_succeeds(store):

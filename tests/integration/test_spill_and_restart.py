@@ -7,21 +7,12 @@ import os
 import pytest
 
 import dynamo_ray as dr
+from helpers import wait_for
 
 SPILL = dict(nodes=3, partitions=8, antientropy={"interval_s": 1.0, "latency_goal_ms": 10000},
              timeouts={"request_ms": 4000},
              handoff={"interval_s": 0.5}, failure_detection={"backoff_ms": 100, "max_backoff_ms": 400})
 
-
-def wait_for(condition, timeout_s, interval_s=0.2):
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return False
 
 
 def restart_all(store):

@@ -147,7 +147,7 @@ class Router:
             self._handles[vnode] = (owner, handle)
         return handle
 
-    def _call(self, vnode: int, method: str, *args: Any) -> asyncio.Future:
+    def _call(self, vnode: int, method: str, *args: Any, **kwargs: Any) -> asyncio.Future:
         """Start one vnode call; a vnode that is unreachable or gone gives a failed future."""
         if self.ring.owners[vnode] in self.unreachable:
             return _failed(ConnectionError(f"vnode {vnode} is on the other side of a partition"))
@@ -155,7 +155,7 @@ class Router:
         if handle is None:
             return _failed(LookupError(f"vnode {vnode} has no live actor"))
         try:
-            return asyncio.wrap_future(getattr(handle, method).remote(*args).future())
+            return asyncio.wrap_future(getattr(handle, method).remote(*args, **kwargs).future())
         except ray.exceptions.PendingCallsLimitExceeded:
             return _failed(Overloaded(f"vnode {vnode} has {self.config.overload.max_pending_calls}"
                                       " calls from this router queued"))
@@ -259,10 +259,14 @@ class Router:
         call_ms = self.config.timeouts.request_ms / 1000
 
         def launch(batch: dict) -> None:
-            expires = min(time.monotonic() + call_ms, deadline)
+            now = time.monotonic()
+            expires = min(now + call_ms, deadline)
+            # the vnode drops the call unserved once this router has given up on it
+            expires_at = time.time() + (expires - now)
             for vnode, items in batch.items():
                 groups = [group(job, hint) for job, hint in items]
-                pending[self._call(vnode, method, table, groups)] = (vnode, items, expires)
+                call = self._call(vnode, method, table, groups, expires_at=expires_at)
+                pending[call] = (vnode, items, expires)
 
         def fail(vnode: int, items: list, retry: dict, error: Optional[BaseException] = None) -> None:
             if isinstance(error, Overloaded):
@@ -289,7 +293,9 @@ class Router:
             retry: dict = defaultdict(list)
             for fut in finished:
                 vnode, items, _ = pending.pop(fut)
-                if fut.exception() is None:
+                if fut.exception() is None and fut.result()[1] is None:
+                    fail(vnode, items, retry, TimeoutError(f"vnode {vnode} expired the call"))
+                elif fut.exception() is None:
                     self.mark_up(vnode)
                     ring_version, results = fut.result()
                     self._learn_ring(vnode, ring_version)
@@ -363,7 +369,7 @@ class Router:
             finished, _ = await asyncio.wait(pending, timeout=max(0.0, last - time.monotonic()))
             for fut in finished:
                 vnode, items, _ = pending[fut]
-                if fut.exception() is None:
+                if fut.exception() is None and fut.result()[1] is not None:
                     for (job, _), blobs in zip(items, fut.result()[1]):
                         job.replies.append((vnode, blobs))
         repairs: dict = defaultdict(list)

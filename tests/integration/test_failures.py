@@ -200,3 +200,22 @@ def test_a_write_succeeds_when_its_only_reachable_replica_is_the_coordinator(sto
         store.table(via=first).put(key, "alone", w=2, sloppy=False)
     assert (err.value.needed, err.value.got) == (2, 1)
     store.heal()
+
+
+def test_a_write_its_router_gave_up_on_is_not_applied_late(store, key):
+    """The first primary answers later than the call deadline: the router re-coordinates the
+    write at the next primary, and the queued call must not be applied afterwards, or the value
+    would come back as a second dot, concurrent with every later write (a zombie sibling)."""
+    t = store.table()
+    slow = primaries_of(store, key)[0]
+    node = slow.split("/")[0]
+    store.slow_node(node, 1800)  # > timeouts.request_ms (1500)
+    try:
+        t.put(key, "first")  # re-coordinated once the slow primary's call deadline passes
+        t.put(key, "second", context=t.get(key).context)
+    finally:
+        store.slow_node(node, 0)  # queued behind the slow calls: returns once they drained
+    assert wait_for(lambda: t.get(key, r=3).values == ["second"], 10, 0.2), t.get(key, r=3).values
+    assert wait_for(lambda: store.inspect("default", key).get(slow) == ["second"], 10, 0.2)
+    expired = store.status().query(f"node == '{node}'")["expired"].sum()
+    assert expired >= 1  # the late call was dropped unserved, not applied

@@ -391,7 +391,9 @@ def write_outputs(rows: list[Row], out_dir: str, extra: dict) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     frame = pd.DataFrame([asdict(r) for r in rows])
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"rows": [asdict(r) for r in rows], **extra}, f, indent=2)
+        # numpy scalars (ratios, goal flags) as plain numbers
+        json.dump({"rows": [asdict(r) for r in rows], **extra}, f, indent=2,
+                  default=lambda o: o.item() if hasattr(o, "item") else str(o))
     paths = {"json": os.path.join(out_dir, "results.json")}
     if not frame.empty:
         paths["throughput"] = _plot_throughput(frame, os.path.join(out_dir, "throughput.png"))

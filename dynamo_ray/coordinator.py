@@ -257,16 +257,19 @@ class Router:
         Returns the calls still outstanding: {future: (vnode, items, call deadline)}."""
         pending: dict = {}
         call_ms = self.config.timeouts.request_ms / 1000
+        queue_ms = self.config.overload.max_queue_ms
 
         def launch(batch: dict) -> None:
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             expires = min(now + call_ms, deadline)
-            # the vnode drops the call unserved once this router has given up on it
-            expires_at = time.time() + (expires - now)
+            # The vnode drops the call unserved once this router has given up on it, and sheds
+            # the first call of a request (not a replication) that queued there too long.
+            limits = {"expires_at": wall + (expires - now)}
+            if method != "merge":
+                limits["queue_deadline"] = wall + queue_ms / 1000
             for vnode, items in batch.items():
                 groups = [group(job, hint) for job, hint in items]
-                call = self._call(vnode, method, table, groups, expires_at=expires_at)
-                pending[call] = (vnode, items, expires)
+                pending[self._call(vnode, method, table, groups, **limits)] = (vnode, items, expires)
 
         def fail(vnode: int, items: list, retry: dict, error: Optional[BaseException] = None) -> None:
             if isinstance(error, Overloaded):
@@ -293,8 +296,9 @@ class Router:
             retry: dict = defaultdict(list)
             for fut in finished:
                 vnode, items, _ = pending.pop(fut)
-                if fut.exception() is None and fut.result()[1] is None:
-                    fail(vnode, items, retry, TimeoutError(f"vnode {vnode} expired the call"))
+                refused = fut.exception() is None and _refusal(fut.result()[1])
+                if refused:
+                    fail(vnode, items, retry, refused)
                 elif fut.exception() is None:
                     self.mark_up(vnode)
                     ring_version, results = fut.result()
@@ -369,7 +373,7 @@ class Router:
             finished, _ = await asyncio.wait(pending, timeout=max(0.0, last - time.monotonic()))
             for fut in finished:
                 vnode, items, _ = pending[fut]
-                if fut.exception() is None and fut.result()[1] is not None:
+                if fut.exception() is None and not _refusal(fut.result()[1]):
                     for (job, _), blobs in zip(items, fut.result()[1]):
                         job.replies.append((vnode, blobs))
         repairs: dict = defaultdict(list)
@@ -529,9 +533,19 @@ def _merge_replies(replies: list, policy: str) -> list:
     return merged
 
 
+def _refusal(result: Any) -> Optional[Exception]:
+    """The error a vnode's refusal to serve a call stands for (see `VNode._serve`), or None."""
+    if result == "overloaded":
+        return Overloaded("a replica shed the call: it queued there past overload.max_queue_ms")
+    if result == "expired":
+        return TimeoutError("a replica dropped the call: its deadline had passed")
+    return None
+
+
 def _unavailable(what: str, short: list, needed: int, got: Callable) -> Unavailable:
     first = short[0]
-    if any(job.overloaded for job in short):
+    # Overloaded promises nothing was stored: not so once a coordinator applied the write
+    if any(job.overloaded and job.blobs is None for job in short):
         return Overloaded(f"{what} of {first.keys[0]!r} was shed: its replicas' queues are full "
                           f"({got(first)} of {needed} answered)")
     keys = [k for job in short for k in job.keys]

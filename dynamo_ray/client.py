@@ -265,9 +265,8 @@ class Store:
     # --- operations ---------------------------------------------------------------------------
     def status(self, view: Optional[str] = None):
         """One row per vnode: node, partition, up, keys, bytes, hints_pending, ranges (key
-        ranges held), calls (requests received), expired (dropped unserved because their
-        caller had already given up on them), shed (dropped unserved because they queued past
-        overload.max_queue_ms); anti-entropy totals of the exchanges it started:
+        ranges held), calls (requests served), expired (requests dropped unserved because
+        their caller had already given up on them); anti-entropy totals of the exchanges it started:
         ae_ranges (ranges compared), ae_nodes (tree nodes and listing entries received),
         ae_keys (key states moved), ae_bytes, ae_reaped (tombstones removed here), ae_last (time
         of its last exchange); memory_bytes (what it holds in memory by its own account),
@@ -293,15 +292,15 @@ class Store:
                             for p in self.ring.partitions_of(node)]
             rows.extend(answered)
         frame = pd.DataFrame(rows)
-        counts = ("keys", "bytes", "hints_pending", "ranges", "calls", "expired", "shed",
-                  "ae_ranges", "ae_nodes", "ae_keys", "ae_bytes", "ae_reaped", "memory_bytes",
-                  "rss_bytes", "uss_bytes", "segments", "storage_errors")
+        counts = ("keys", "bytes", "hints_pending", "ranges", "calls", "expired", "ae_ranges",
+                  "ae_nodes", "ae_keys", "ae_bytes", "ae_reaped", "memory_bytes", "rss_bytes",
+                  "uss_bytes", "segments", "storage_errors")
         for column in counts:
             frame[column] = frame[column].fillna(0).astype(int) if column in frame else 0
         last = frame["ae_last"] if "ae_last" in frame else pd.Series(0.0, index=frame.index)
         frame["ae_last"] = pd.to_datetime(last.where(last > 0), unit="s")
         columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "calls",
-                   "expired", "shed", *counts[7:12], "ae_last", *counts[12:], "actor"]
+                   "expired", *counts[6:11], "ae_last", *counts[11:], "actor"]
         frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
         if view is not None:
             frame["up"] = frame["node"].map(self._view_of(view)).fillna(False).astype(bool)

@@ -148,7 +148,7 @@ class Overload:
 
     max_inflight_requests: int = 256  # per router (a coordinator, or a client process)
     max_pending_calls: int = 64  # per vnode, from each caller (Ray's max_pending_calls)
-    max_queue_ms: float = 1000.0  # longest wait for a router, or of a call in a vnode's queue
+    max_queue_ms: float = 1000.0  # a request queued longer than this before a router took it
 
     def check(self, path: str) -> None:
         _require_int(self.max_inflight_requests, f"{path}.max_inflight_requests", low=1)

@@ -257,19 +257,16 @@ class Router:
         Returns the calls still outstanding: {future: (vnode, items, call deadline)}."""
         pending: dict = {}
         call_ms = self.config.timeouts.request_ms / 1000
-        queue_ms = self.config.overload.max_queue_ms
 
         def launch(batch: dict) -> None:
-            now, wall = time.monotonic(), time.time()
+            now = time.monotonic()
             expires = min(now + call_ms, deadline)
-            # The vnode drops the call unserved once this router has given up on it, and sheds
-            # the first call of a request (not a replication) that queued there too long.
-            limits = {"expires_at": wall + (expires - now)}
-            if method != "merge":
-                limits["queue_deadline"] = wall + queue_ms / 1000
+            # the vnode drops the call unserved once this router has given up on it
+            expires_at = time.time() + (expires - now)
             for vnode, items in batch.items():
                 groups = [group(job, hint) for job, hint in items]
-                pending[self._call(vnode, method, table, groups, **limits)] = (vnode, items, expires)
+                call = self._call(vnode, method, table, groups, expires_at=expires_at)
+                pending[call] = (vnode, items, expires)
 
         def fail(vnode: int, items: list, retry: dict, error: Optional[BaseException] = None) -> None:
             if isinstance(error, Overloaded):
@@ -296,9 +293,8 @@ class Router:
             retry: dict = defaultdict(list)
             for fut in finished:
                 vnode, items, _ = pending.pop(fut)
-                refused = fut.exception() is None and _refusal(fut.result()[1])
-                if refused:
-                    fail(vnode, items, retry, refused)
+                if fut.exception() is None and fut.result()[1] is None:
+                    fail(vnode, items, retry, TimeoutError(f"vnode {vnode} expired the call"))
                 elif fut.exception() is None:
                     self.mark_up(vnode)
                     ring_version, results = fut.result()
@@ -373,7 +369,7 @@ class Router:
             finished, _ = await asyncio.wait(pending, timeout=max(0.0, last - time.monotonic()))
             for fut in finished:
                 vnode, items, _ = pending[fut]
-                if fut.exception() is None and not _refusal(fut.result()[1]):
+                if fut.exception() is None and fut.result()[1] is not None:
                     for (job, _), blobs in zip(items, fut.result()[1]):
                         job.replies.append((vnode, blobs))
         repairs: dict = defaultdict(list)
@@ -531,15 +527,6 @@ def _merge_replies(replies: list, policy: str) -> list:
             if blob != merged[i]:
                 merged[i] = versioning.merge_blobs(merged[i], blob, policy)
     return merged
-
-
-def _refusal(result: Any) -> Optional[Exception]:
-    """The error a vnode's refusal to serve a call stands for (see `VNode._serve`), or None."""
-    if result == "overloaded":
-        return Overloaded("a replica shed the call: it queued there past overload.max_queue_ms")
-    if result == "expired":
-        return TimeoutError("a replica dropped the call: its deadline had passed")
-    return None
 
 
 def _unavailable(what: str, short: list, needed: int, got: Callable) -> Unavailable:

@@ -17,8 +17,7 @@ Invariants:
 - dots come from one counter per incarnation, so they are unique across keys and time;
 - a vnode never calls another actor: it cannot deadlock and needs no deadline of its own;
 - a request that carries its caller's deadline (``expires_at``) and waited in the queue past it
-  is dropped unserved: the caller has given up on it and may have retried it elsewhere; one
-  that queued past its ``queue_deadline`` (``overload.max_queue_ms``) is shed unserved.
+  is dropped unserved: the caller has given up on it and may have retried it elsewhere.
 """
 
 from __future__ import annotations
@@ -91,7 +90,6 @@ class VNode:
         self.clock_skew_ms = 0
         self.calls = 0  # requests served (coordinate, merge, get): one per vnode per batch
         self.expired = 0  # requests dropped unserved: their caller's deadline had passed
-        self.shed = 0  # requests dropped unserved: they queued here past their queue deadline
         self.delay_ms = 0  # injected slowness (Store.slow_node)
         self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
         self.transfers: dict[tuple, tuple[list, set]] = {}  # (table, kp, tag) -> (keys, written)
@@ -111,24 +109,19 @@ class VNode:
     def _now_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.clock_skew_ms
 
-    def _serve(self, expires_at: Optional[float] = None,
-               queue_deadline: Optional[float] = None) -> Optional[str]:
-        """Count a request and serve its injected delay. Returns why it must change nothing:
-        "overloaded" when it waited in this vnode's queue past ``queue_deadline`` (shed, so the
-        requests behind it keep their latency), "expired" when its caller has given up on it
-        (``expires_at``): a write the router already re-coordinated elsewhere would otherwise
-        come back as a second dot of the same value, concurrent with everything written since
-        (Cassandra drops such mutations too). Both are wall-clock seconds."""
+    def _serve(self, expires_at: Optional[float] = None) -> bool:
+        """Count a request and serve its injected delay; False if its caller has given up on it
+        (``expires_at``, wall-clock seconds, has passed): it must then change nothing, or a
+        write the router already re-coordinated elsewhere would come back as a second dot of
+        the same value, concurrent with everything written since (Cassandra drops such
+        mutations too)."""
         self.calls += 1
-        if queue_deadline is not None and time.time() > queue_deadline:
-            self.shed += 1
-            return "overloaded"
         if self.delay_ms:
             time.sleep(self.delay_ms / 1000)
         if expires_at is not None and time.time() > expires_at:
             self.expired += 1
-            return "expired"
-        return None
+            return False
+        return True
 
     def _store(self, table: str, kp: int, hint: Optional[int]) -> RangeStore:
         rid = (table, kp) if hint is None else (table, kp, hint)
@@ -236,14 +229,13 @@ class VNode:
     def ready(self) -> int:
         return self.actor
 
-    def coordinate(self, table: str, groups: Iterable, expires_at: Optional[float] = None,
-                   queue_deadline: Optional[float] = None) -> tuple[int, Any]:
+    def coordinate(self, table: str, groups: Iterable,
+                   expires_at: Optional[float] = None) -> tuple[int, Optional[list[list[bytes]]]]:
         """Apply writes as coordinator. groups: [(kp, hint, [(key, context|None, value|None)])];
         returns (ring version, the new encoded state of every key, in order), or (ring version,
-        "expired" | "overloaded") unapplied (see `_serve`)."""
-        refused = self._serve(expires_at, queue_deadline)
-        if refused:
-            return self.ring.version, refused
+        None) unapplied when ``expires_at`` has passed (see `_serve`)."""
+        if not self._serve(expires_at):
+            return self.ring.version, None
         tcfg = self.config.tables[table]
         max_entries = self.config.versioning.max_clock_entries
         min_age_ms = int(self.config.versioning.prune_min_age_s * 1000)
@@ -281,14 +273,13 @@ class VNode:
         self._after_writes()
         return self.ring.version, out
 
-    def merge(self, table: str, groups: Iterable, expires_at: Optional[float] = None,
-              queue_deadline: Optional[float] = None) -> tuple[int, Any]:
+    def merge(self, table: str, groups: Iterable,
+              expires_at: Optional[float] = None) -> tuple[int, Optional[list[int]]]:
         """Fold states made elsewhere. groups: [(kp, hint, [(key, blob)])]; returns (ring
-        version, per group how many keys changed here), or (ring version, "expired" |
-        "overloaded") unapplied."""
-        refused = self._serve(expires_at, queue_deadline)
-        if refused:
-            return self.ring.version, refused
+        version, per group how many keys changed here), or (ring version, None) when
+        ``expires_at`` has passed."""
+        if not self._serve(expires_at):
+            return self.ring.version, None
         policy = self.config.tables[table].conflict
         changed = []
         for kp, hint, entries in groups:
@@ -306,14 +297,13 @@ class VNode:
         self._after_writes()
         return self.ring.version, changed
 
-    def get(self, table: str, groups: Iterable, expires_at: Optional[float] = None,
-            queue_deadline: Optional[float] = None) -> tuple[int, Any]:
+    def get(self, table: str, groups: Iterable,
+            expires_at: Optional[float] = None) -> tuple[int, Optional[list[list[Optional[bytes]]]]]:
         """Stored states. groups: [(kp, [key])]; returns (ring version, the states per group),
-        or (ring version, "expired" | "overloaded") unserved; a fallback answers from its
+        or (ring version, None) when ``expires_at`` has passed; a fallback answers from its
         hinted copies too."""
-        refused = self._serve(expires_at, queue_deadline)
-        if refused:
-            return self.ring.version, refused
+        if not self._serve(expires_at):
+            return self.ring.version, None
         policy = self.config.tables[table].conflict
         out = []
         for kp, keys in groups:
@@ -486,7 +476,6 @@ class VNode:
             "hints_pending": sum(len(s) for s in self.hinted.values()),
             "calls": self.calls,
             "expired": self.expired,
-            "shed": self.shed,
             **self.exchanges,
         }
 

@@ -146,7 +146,7 @@ class Gossip:
 class Overload:
     """Bounded queues: past them a request is shed with `Overloaded` instead of waiting."""
 
-    max_inflight_requests: int = 256  # per router (a coordinator, or a client process)
+    max_inflight_requests: int = 256  # per coordinator, and per client process (either routing)
     max_pending_calls: int = 64  # per vnode, from each caller (Ray's max_pending_calls)
     max_queue_ms: float = 1000.0  # a request queued longer than this before a router took it
 

@@ -24,7 +24,7 @@ import ray
 
 from . import placement
 from .coordinator import Router
-from .errors import DynamoError, Unavailable
+from .errors import DynamoError, Overloaded, Unavailable
 
 
 def rpc_timeout_s(config) -> float:
@@ -39,6 +39,8 @@ class CoordinatorRoute:
         self.store = store
         self._handles: dict[str, tuple] = {}
         self._round_robin = itertools.count()
+        self._inflight = 0  # coroutine requests of this process awaiting a coordinator
+        self._inflight_lock = threading.Lock()
 
     def _coordinator(self, node: str) -> Optional[Any]:
         """The coordinator of ``node``; a node found gone is not looked up again for a second."""
@@ -78,6 +80,20 @@ class CoordinatorRoute:
 
     async def acall(self, method: str, args: tuple, first_key: Any = None,
                     via: Optional[str] = None) -> Any:
+        """As `call`, for coroutines. Past ``overload.max_inflight_requests`` of them in flight
+        from this process, a request is shed here, before it costs the store anything."""
+        limit = self.store.config.overload.max_inflight_requests
+        with self._inflight_lock:
+            if self._inflight >= limit:
+                raise Overloaded(f"{limit} requests from this process are in flight; retry later")
+            self._inflight += 1
+        try:
+            return await self._acall(method, args, first_key, via)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+
+    async def _acall(self, method: str, args: tuple, first_key: Any, via: Optional[str]) -> Any:
         timeout = rpc_timeout_s(self.store.config)
         failures = []
         for node in self._order(first_key, via):

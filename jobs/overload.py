@@ -1,14 +1,18 @@
 """Overload: offered load at twice saturation is shed with `Overloaded`, and what is accepted
 keeps its latency, with vnode memory flat.
 
-    python jobs/overload.py [--seconds 10] [--service-ms 10] [--max-pending 2]
+    python jobs/overload.py [--seconds 10] [--service-ms 10] [--max-pending 1] [--max-inflight 6]
     ray job submit --working-dir . -- python jobs/overload.py
 
 On a 2-core machine the load generator and the store share the CPU, so offering twice the
 store's CPU-bound capacity starves the generator first. Here every vnode call is given a service
 time (``--service-ms``, `Store.slow_node`), as an I/O-bound store has, so that the store and not
-the generator saturates. The bounded queues: ``overload.max_pending_calls`` calls per vnode from
-each router, ``overload.max_queue_ms`` at a coordinator's door.
+the generator saturates. The bounded queues: ``overload.max_inflight_requests`` requests in
+flight from the client process (refused there, at no cost to the store) and at each coordinator,
+``overload.max_queue_ms`` at a coordinator's door, ``overload.max_pending_calls`` calls per vnode
+from each router. Shedding at the store's door is not enough here: refusing a request costs a
+coordinator nearly as much CPU as serving a get, so at twice saturation the refusals alone keep
+the CPU saturated and accepted requests wait for it.
 
 1. unloaded: sequential single-key gets, p50 and p99;
 2. saturation: the most gets a second that 4, 8 or 16 closed-loop clients get through;
@@ -109,13 +113,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--service-ms", type=float, default=10.0)
     parser.add_argument("--max-pending", type=int, default=1)
+    parser.add_argument("--max-inflight", type=int, default=6,
+                        help="overload.max_inflight_requests: per coordinator and per client process")
     parser.add_argument("--queue-factor", type=float, default=1.0,
                         help="max_queue_ms as a multiple of the service time")
     args = parser.parse_args()
     store = dr.start(name="overload", nodes=4, partitions=16,
                      tables={"default": {"n": 3, "r": 2, "w": 2}},
                      overload={"max_queue_ms": args.queue_factor * args.service_ms,
-                               "max_pending_calls": args.max_pending},
+                               "max_pending_calls": args.max_pending,
+                               "max_inflight_requests": args.max_inflight},
                      antientropy={"interval_s": 3600.0}, handoff={"interval_s": 3600.0})
     try:
         table = store.table()
@@ -134,7 +141,8 @@ def main() -> int:
     accepted_p99 = p(accepted, 0.99)
     growth_mb = (memory_after - memory_before).max() / 2**20
     print(f"\nOverload: 4 nodes, Q=16, N=3 R=2 W=2, single-key gets; vnode service time "
-          f"{args.service_ms:g} ms, max_pending_calls={args.max_pending}, max_queue_ms="
+          f"{args.service_ms:g} ms, max_inflight_requests={args.max_inflight}, "
+          f"max_pending_calls={args.max_pending}, max_queue_ms="
           f"{args.queue_factor * args.service_ms:g}")
     print(f"  unloaded                p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     print(f"  saturation              {rate:.0f} gets/s (the best of 4, 8, 16 closed-loop clients)")

@@ -2,6 +2,7 @@
 (The load at twice saturation with its latency figures is `python jobs/overload.py`.)"""
 
 import asyncio
+import threading
 import time
 
 import dynamo_ray as dr
@@ -47,14 +48,37 @@ def test_a_coordinator_sheds_past_its_inflight_limit(new_store):
     route = s.table()._route
     errors = []
 
-    async def one(i):
-        try:
-            await route.acall("get_many", ("default", [f"x{i}"], None, None), None, "node-1")
+    def one(i):
+        try:  # synchronous calls from many threads: only the coordinator bounds them
+            route.call("get_many", ("default", [f"x{i}"], None, None), None, "node-1")
         except dr.Overloaded as e:
             errors.append(e)
 
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors and all("at this coordinator" in str(e) for e in errors), errors[:3]
+
+
+def test_a_client_process_sheds_its_own_coroutines_past_the_inflight_limit(new_store):
+    s = new_store(nodes=3, partitions=8, overload={"max_inflight_requests": 3})
+    for node in s.nodes():
+        s.slow_node(node, 50)
+    route = s.table()._route
+    outcomes = {"ok": 0, "here": 0, "other": 0}
+
+    async def one(i):
+        try:
+            await route.acall("get_many", ("default", [f"y{i}"], None, None))
+            outcomes["ok"] += 1
+        except dr.Overloaded as e:
+            outcomes["here" if "from this process" in str(e) else "other"] += 1
+
     async def burst():
-        await asyncio.gather(*(one(i) for i in range(20)))
+        await asyncio.gather(*(one(i) for i in range(12)))
 
     asyncio.run(burst())
-    assert errors and "in flight" in str(errors[0])
+    # three went to the store; the other nine were refused in this process, costing it nothing
+    assert outcomes == {"ok": 3, "here": 9, "other": 0}, outcomes

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import ray
 

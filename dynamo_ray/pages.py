@@ -159,7 +159,10 @@ class _Header:
             if count == 15:
                 count = self._varint()
             for _ in range(count):
-                self._skip(element) if element not in (1, 2) else self._byte()
+                if element in (1, 2):  # a boolean element takes a byte of its own
+                    self._byte()
+                else:
+                    self._skip(element)
         elif kind == 11:
             count = self._varint()
             if count:

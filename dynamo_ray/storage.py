@@ -28,7 +28,7 @@ import heapq
 import logging
 import os
 import re
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 from .errors import StorageError
 from .merkle import MerkleTree, item_hash

@@ -14,7 +14,6 @@ Exits 1 if a goal is missed.
 """
 
 import argparse
-import os
 import random
 import shutil
 import sys

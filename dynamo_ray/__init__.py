@@ -7,6 +7,16 @@
     carts.put("alice", ["book"], context=got.context)
 """
 
+import os as _os
+import sys as _sys
+
+# In Ray worker processes (the store's actors among them), before anything imports pyarrow:
+# Arrow reads this when it loads, and its own default (mimalloc) keeps the pages that Parquet
+# reads and writes free in per-thread arenas, about 10 MB a spilling vnode never gives back.
+# Set it yourself to choose otherwise; drivers are left alone.
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "default_worker.py":
+    _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 from . import merges
 from .cache import cached
 from .client import Store, connect, start

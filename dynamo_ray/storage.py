@@ -5,8 +5,9 @@ other range, so a range can be compared, streamed or dropped on its own. Values 
 blobs of `versioning.encode`; this module never decodes them, so tombstones and versions survive
 a spill byte for byte.
 
-Layout: the *hot* entries live in a dict in insertion order (a write moves a key to the end, so
-the front holds the coldest). With a spill directory, `spill` writes the coldest hot entries to
+Layout: the *hot* entries live in a `memtable.MemTable` in recency order (a write moves a key to
+the end, so the front holds the coldest), their blobs packed in slabs so that resident memory
+follows what is counted. With a spill directory, `spill` writes the coldest hot entries to
 a new immutable Parquet *segment* (rows sorted by key, small row groups) and forgets them; a
 segment keeps in memory only a Bloom filter and the first key of each row group, so a lookup
 reads just the one row group of the one segment that holds the key. Newer data shadows older:
@@ -28,51 +29,67 @@ import heapq
 import logging
 import os
 import re
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from .errors import StorageError
+from .memtable import ENTRY_OVERHEAD_BYTES, MemTable, key_bytes
 from .merkle import MerkleTree, item_hash
 from .segments import REMOVED, Segment, decode_key, encode_key
 
 log = logging.getLogger(__name__)
 
-ENTRY_OVERHEAD_BYTES = 160  # Python objects around a hot entry: key and bytes headers, dict slot
 _SEGMENT = re.compile(r"^seg-(\d+)\.parquet$")
 
 
-def key_bytes(key: str | bytes) -> int:
-    return len(key) if isinstance(key, bytes) else len(key.encode())
+def _libc():
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return None
 
 
 def release_free_memory() -> None:
     """Hand the heap pages freed by a spill back to the OS (glibc keeps them otherwise), so
     resident memory follows what the vnode holds."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
-def warm_up_parquet() -> None:
-    import io
-    import os as _os
+def warm_up_storage() -> None:
+    """Make a spilling vnode's resident memory follow what it holds, and pay the one-time costs
+    of the spill path (pyarrow's first use, Parquet writer and reader set-up) before serving,
+    so they are part of the vnode's base and not of its first write's deadline.
 
-    # Before pyarrow's first import in this process: its C++ side (Parquet readers and writers)
-    # allocates from the default pool, jemalloc unless told otherwise, which keeps freed memory.
-    _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    - glibc's thresholds are fixed at their defaults: left dynamic, freeing one large buffer (a
+      Parquet chunk) raises them so that later frees of up to twice its size stay resident;
+    - pyarrow allocates from the system allocator (for Arrow's C++ side, the Parquet readers and
+      writers, `dynamo_ray/__init__` sets ARROW_DEFAULT_MEMORY_POOL=system in Ray workers
+      before Arrow loads, as it is read only then);
+    - one small range goes through put, spill, lookup, compaction and scan in a temporary
+      directory, and is deleted."""
+    import tempfile
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    # Arrow's own allocator keeps freed buffers for reuse; the system one (with
-    # release_free_memory) lets resident memory follow what the vnode holds.
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
     pa.set_memory_pool(pa.system_memory_pool())
-    sink = io.BytesIO()
-    pq.write_table(pa.table({"key": pa.array([b"k"] * 64), "blob": pa.array([b"b"] * 64)}), sink,
-                   row_group_size=32)
-    pq.ParquetFile(io.BytesIO(sink.getvalue())).read_row_group(1)  # the reader's first use too
+    with tempfile.TemporaryDirectory(prefix="dynamo-warm-up-") as directory:
+        store = RangeStore((4, 2), directory)
+        for i in range(600):
+            store.put(f"warm-up-{i:04d}", b"w" * 1000)
+        store.spill(300 * 1200)
+        store.spill(300 * 1200)
+        store.get_many([f"warm-up-{i:04d}" for i in range(0, 600, 7)])
+        store.compact()
+        store.items()
+        store.destroy()
+    release_free_memory()
 
 
 class _BrokenSegment(Exception):
@@ -85,7 +102,7 @@ class RangeStore:
 
     def __init__(self, tree_shape: Optional[tuple[int, int]] = None,
                  directory: Optional[str] = None):
-        self.hot: dict[str | bytes, Optional[bytes]] = {}  # None: removed, shadows segments
+        self.hot = MemTable()  # a None blob: removed, shadows segments
         self.segments: list[Segment] = []  # oldest first
         self.directory = directory
         self.tree = MerkleTree(*tree_shape) if tree_shape else None
@@ -93,7 +110,6 @@ class RangeStore:
         self.unflushed: set = set()  # keys written since they were last put in a segment
         self.count = 0
         self.data_bytes = 0
-        self.hot_bytes = 0
         self.errors: list[str] = []  # storage errors met (files set aside)
         self.maybe_tombstones: set = set()  # keys whose blob may be tombstones only (see put)
         self._next_seq = 1
@@ -106,11 +122,14 @@ class RangeStore:
     def nbytes(self) -> int:
         return self.data_bytes
 
+    @property
+    def hot_bytes(self) -> int:
+        """Memory the hot entries hold (their slabs, keys and per-entry overhead)."""
+        return self.hot.nbytes
+
     def get(self, key: str | bytes) -> Optional[bytes]:
-        if key in self.hot:
-            return self.hot[key]
-        if not self.segments:
-            return None
+        if key in self.hot or not self.segments:
+            return self.hot.get(key)
         return self._from_segments([key]).get(key)
 
     def get_many(self, keys: list) -> list[Optional[bytes]]:
@@ -119,7 +138,7 @@ class RangeStore:
             return [hot.get(k) for k in keys]
         cold = [k for k in keys if k not in hot]
         found = self._from_segments(cold) if cold else {}
-        return [hot[k] if k in hot else found.get(k) for k in keys]
+        return [hot.get(k) if k in hot else found.get(k) for k in keys]
 
     def _from_segments(self, keys: list) -> dict:
         """Newest segment first; a removal marker hides older rows."""
@@ -152,55 +171,53 @@ class RangeStore:
 
     def items(self) -> list[tuple[str | bytes, bytes]]:
         """Every live (key, blob), hot first, then each segment's rows not shadowed."""
-        while True:
-            try:
-                return self._items()
-            except _BrokenSegment as broken:
-                self._set_aside(broken.segment, broken.error)
-
-    def _items(self) -> list[tuple[str | bytes, bytes]]:
-        hot = list(self.hot.items())
-        out = [(k, b) for k, b in hot if b is not None]
-        if not self.segments:
-            return out
-        seen = {encode_key(k) for k, _ in hot}
-        for segment in reversed(list(self.segments)):
-            try:
-                rows = list(segment.scan())
-            except StorageError as e:
-                raise _BrokenSegment(segment, e) from None
-            for raw, blob in rows:
-                if raw not in seen:
-                    seen.add(raw)
-                    if blob != REMOVED:
-                        out.append((decode_key(raw), blob))
-        return out
+        return self._over_live(list)
 
     def keys(self) -> list:
-        return [k for k, _ in self.items()]
+        return self._over_live(lambda live: [k for k, _ in live])
 
     def digests(self, buckets: Iterable[int]) -> list[tuple]:
         """(key, item hash) of every key in the tree's leaf ``buckets``: what anti-entropy
         compares before it moves any value."""
         wanted = set(buckets)
         bucket_of = self.tree.bucket_of
-        return [(k, item_hash(k, b)) for k, b in self.items() if bucket_of(k) in wanted]
+        return self._over_live(
+            lambda live: [(k, item_hash(k, b)) for k, b in live if bucket_of(k) in wanted])
+
+    def _over_live(self, consume):
+        """``consume(live items)``, again from the start if a segment broke on the way."""
+        while True:
+            try:
+                return consume(self._live())
+            except _BrokenSegment as broken:
+                self._set_aside(broken.segment, broken.error)
+
+    def _live(self) -> Iterator[tuple[str | bytes, bytes]]:
+        """The live (key, blob) pairs, streamed: the blobs of one row group in memory at a
+        time, not the range (listing keys or digests of a spilled range stays in the limit)."""
+        seen = set()
+        for k, b in self.hot.items():
+            if self.segments:
+                seen.add(encode_key(k))
+            if b is not None:
+                yield k, b
+        for segment in reversed(list(self.segments)):
+            try:
+                for raw, blob in segment.scan():
+                    if raw not in seen:
+                        seen.add(raw)
+                        if blob != REMOVED:
+                            yield decode_key(raw), blob
+            except StorageError as e:
+                raise _BrokenSegment(segment, e) from None
 
     # --- writing ------------------------------------------------------------------------------
     def put(self, key: str | bytes, blob: bytes, old: Optional[bytes] = ...) -> None:
         """Store ``blob``; ``old`` is the current blob if the caller already read it."""
-        hot = self.hot
         if old is ...:
             old = self.get(key)
-        previous_hot = hot.pop(key, ...)  # re-inserted at the end: the newest
-        hot[key] = blob
+        self.hot.put(key, blob)  # the newest entry
         size = len(blob) + key_bytes(key)
-        if previous_hot is ...:
-            self.hot_bytes += size + ENTRY_OVERHEAD_BYTES
-        elif previous_hot is None:  # over a removal marker: its key and overhead are counted
-            self.hot_bytes += len(blob)
-        else:
-            self.hot_bytes += len(blob) - len(previous_hot)
         if old is None:
             self.count += 1
             self.data_bytes += size
@@ -223,12 +240,10 @@ class RangeStore:
         old = self.get(key)
         if old is None:
             return None
-        previous_hot = self.hot.pop(key, None)
-        if previous_hot is not None:
-            self.hot_bytes -= len(previous_hot) + key_bytes(key) + ENTRY_OVERHEAD_BYTES
         if self.segments:  # a spilled copy may exist: shadow it
-            self.hot[key] = None
-            self.hot_bytes += key_bytes(key) + ENTRY_OVERHEAD_BYTES
+            self.hot.put(key, None)
+        else:
+            self.hot.pop(key)
         self.count -= 1
         self.data_bytes -= len(old) + key_bytes(key)
         self.maybe_tombstones.discard(key)
@@ -256,18 +271,18 @@ class RangeStore:
         returns the memory freed."""
         if self.directory is None or not self.hot or free_bytes <= 0:
             return 0
-        victims, freed = [], 0
+        victims, counted = [], 0
         for key, blob in self.hot.items():
-            if freed >= free_bytes:
+            if counted >= free_bytes:
                 break
             victims.append((key, blob))
-            freed += key_bytes(key) + (len(blob) if blob else 0) + ENTRY_OVERHEAD_BYTES
+            counted += key_bytes(key) + (len(blob) if blob else 0) + ENTRY_OVERHEAD_BYTES
+        before = self.hot_bytes
         self._write_segment(victims)
         for key, _ in victims:
-            del self.hot[key]
+            self.hot.pop(key)
             self.unflushed.discard(key)
-        self.hot_bytes -= freed
-        return freed
+        return before - self.hot_bytes
 
     def flush(self) -> int:
         """Put every key written since its last flush or spill into a segment, keeping it hot
@@ -316,8 +331,7 @@ class RangeStore:
             os.remove(segment.path)
         if not self.segments:  # nothing older is left: removal markers can go
             for key in [k for k, b in self.hot.items() if b is None]:
-                del self.hot[key]
-                self.hot_bytes -= key_bytes(key) + ENTRY_OVERHEAD_BYTES
+                self.hot.pop(key)
         return len(old)
 
     def memory_bytes(self) -> int:
@@ -345,12 +359,27 @@ class RangeStore:
         self._recount()
 
     def _recount(self) -> None:
-        live = self.items()
-        self.count = len(live)
-        self.data_bytes = sum(len(b) + key_bytes(k) for k, b in live)
-        self.maybe_tombstones = {k for k, b in live if b[-1] == 0xC0}
+        def tally(live):
+            count, data, tombstones = 0, 0, set()
+
+            def counted():
+                nonlocal count, data
+                for k, b in live:
+                    count += 1
+                    data += len(b) + key_bytes(k)
+                    if b[-1] == 0xC0:
+                        tombstones.add(k)
+                    yield k, b
+            if self.tree is None:
+                for _ in counted():
+                    pass
+                return count, data, tombstones, None
+            tree = MerkleTree.build(counted(), *self.tree.shape)  # before count is read
+            return count, data, tombstones, tree
+
+        self.count, self.data_bytes, self.maybe_tombstones, tree = self._over_live(tally)
         if self.tree is not None:
-            self.tree = MerkleTree.build(live, self.tree.fanout, self.tree.depth)
+            self.tree = tree
 
     def destroy(self) -> None:
         """Delete this range's files (the range moved to another vnode)."""

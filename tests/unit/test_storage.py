@@ -30,7 +30,8 @@ from hypothesis.stateful import (
 from dynamo_ray import segments
 from dynamo_ray.merkle import MerkleTree
 from dynamo_ray.segments import Segment
-from dynamo_ray.storage import ENTRY_OVERHEAD_BYTES, RangeStore, WriteAheadLog, key_bytes
+from dynamo_ray.memtable import ENTRY_OVERHEAD_BYTES, key_bytes
+from dynamo_ray.storage import RangeStore, WriteAheadLog
 
 SHAPE = (4, 2)
 FAST = settings(deadline=None, max_examples=40,
@@ -61,8 +62,12 @@ def levels(tree: MerkleTree) -> list[list[int]]:
     return [tree.level(d) for d in range(tree.depth + 1)]
 
 
-def expected_hot_bytes(store: RangeStore) -> int:
-    return sum(key_bytes(k) + len(b or b"") + ENTRY_OVERHEAD_BYTES for k, b in store.hot.items())
+def hot_entry_bytes(store: RangeStore) -> int:
+    return sum(key_bytes(k) + ENTRY_OVERHEAD_BYTES for k in store.hot.keys())
+
+
+def hot_blob_bytes(store: RangeStore) -> int:
+    return sum(len(b or b"") for _, b in store.hot.items())
 
 
 def assert_matches(store: RangeStore, model: dict, absent=()) -> None:
@@ -87,7 +92,11 @@ def assert_matches(store: RangeStore, model: dict, absent=()) -> None:
 
 
 def assert_memory_accounted(store: RangeStore) -> None:
-    assert store.hot_bytes == expected_hot_bytes(store)
+    """Hot memory is the entries plus their slabs, which hold every blob and exist only for
+    blobs (the slab bound itself is `test_memtable`'s)."""
+    slabs = store.hot_bytes - hot_entry_bytes(store)
+    assert slabs >= hot_blob_bytes(store)
+    assert (slabs == 0) == (hot_blob_bytes(store) == 0)
     assert store.memory_bytes() == store.hot_bytes + sum(s.memory_bytes() for s in store.segments)
 
 
@@ -152,19 +161,19 @@ class RangeStoreMachine(RuleBasedStateMachine):
     def spill(self, free_bytes):
         store = self.store
         before = list(store.hot.items())
-        memory_before = store.memory_bytes()
+        memory_before, hot_before = store.memory_bytes(), store.hot_bytes
         segments_before = len(store.segments)
         freed = store.spill(free_bytes)
         after = list(store.hot.items())
         victims = before[: len(before) - len(after)]
         assert after == before[len(victims):]  # the coldest (oldest) went, in order
         sizes = [key_bytes(k) + len(b or b"") + ENTRY_OVERHEAD_BYTES for k, b in victims]
-        assert freed == sum(sizes)
+        assert freed == hot_before - store.hot_bytes
         if free_bytes <= 0 or not before:
             assert victims == [] and len(store.segments) == segments_before
         else:
             assert victims and len(store.segments) == segments_before + 1
-            assert freed >= free_bytes or not after  # enough, or everything
+            assert sum(sizes) >= free_bytes or not after  # enough, or everything
             assert sum(sizes[:-1]) < free_bytes  # and no more entries than needed
             new = store.segments[-1].memory_bytes()
             assert memory_before - store.memory_bytes() == freed - new
@@ -178,7 +187,7 @@ class RangeStoreMachine(RuleBasedStateMachine):
     @rule()
     def spill_everything(self):
         self.spill(10**9)
-        assert self.store.hot == {} and self.store.hot_bytes == 0
+        assert len(self.store.hot) == 0 and self.store.hot_bytes == 0
 
     @rule()
     def flush(self):
@@ -199,7 +208,7 @@ class RangeStoreMachine(RuleBasedStateMachine):
         assert folded == (before if before >= 2 else 0)
         assert len(self.store.segments) <= (1 if before >= 2 else before)
         if folded and not self.store.segments:
-            assert None not in self.store.hot.values()  # no marker left to hide anything
+            assert None not in dict(self.store.hot.items()).values()  # no marker left
 
     @precondition(lambda self: len(self.store.segments) >= 2)
     @rule()
@@ -292,7 +301,7 @@ def test_reload_keeps_spilled_and_flushed_entries_but_not_hot_only_ones(tmp_path
     expected = {"spilled": b"1", b"spilled": b"2", "flushed": b"3\xc0"}
     assert_matches(fresh, expected, ["hot-only"])
     assert fresh.maybe_tombstones == {"flushed"}
-    assert fresh.hot == {} and fresh.hot_bytes == 0
+    assert len(fresh.hot) == 0 and fresh.hot_bytes == 0
 
 
 def test_the_newest_version_wins_across_segments_on_reload(tmp_path):
@@ -520,7 +529,7 @@ def test_compaction_streams_and_keeps_the_newest_row_of_each_key(tmp_path, monke
     assert_matches(store, model, ["k000", "k010", "k003"])
     folded = dict(store.segments[0].scan())
     assert b"" not in folded.values()  # no removal marker is left in the folded segment
-    assert "k003" in store.hot and store.hot["k003"] is None  # still hides the folded row
+    assert "k003" in store.hot and store.hot.get("k003", b"?") is None  # hides the folded row
     assert_matches(reloaded(d), model | {"k001": b"v1", "k003": b"v3"}, ["k000", "k010"])
 
 
@@ -535,7 +544,7 @@ def test_compacting_segments_of_removed_keys_only_leaves_no_segment(tmp_path):
     store.spill(10**9)
     assert store.compact() == 2
     assert store.segments == [] and segment_files(d) == set()
-    assert store.hot == {} and store.hot_bytes == 0  # markers have nothing left to hide
+    assert len(store.hot) == 0 and store.hot_bytes == 0  # markers: nothing left to hide
     assert_matches(store, {}, ["a", b"a"])
     assert_matches(reloaded(d), {}, ["a", b"a"])
 
@@ -560,12 +569,16 @@ def test_spill_frees_memory_and_everything_spilled_leaves_no_hot_bytes(tmp_path)
     assert_memory_accounted(store)
     before = store.memory_bytes()
     freed = store.spill(5000)
-    assert 5000 <= freed < 5000 + 100 + 7 + ENTRY_OVERHEAD_BYTES
+    victims = 200 - len(store.hot)
+    entry = 100 + 7 + ENTRY_OVERHEAD_BYTES
+    assert 5000 <= victims * entry < 5000 + entry
+    # their entries, not yet their slab, which still holds the entries that stay
+    assert freed == victims * ENTRY_OVERHEAD_BYTES + sum(
+        key_bytes(f"key-{i}") for i in range(victims))
     after = store.memory_bytes()
     assert before - after == freed - store.segments[-1].memory_bytes()
-    assert before - after > 0.9 * freed  # the index of a segment is small
     store.spill(10**9)
-    assert store.hot == {} and store.hot_bytes == 0
+    assert len(store.hot) == 0 and store.hot_bytes == 0
     assert_memory_accounted(store)
 
 
@@ -589,7 +602,8 @@ def test_spilling_nothing_writes_no_segment(tmp_path):
     store.put("k", b"v")
     assert store.spill(0) == 0
     assert store.segments == [] and segment_files(d) == set()
-    assert store.hot_bytes == expected_hot_bytes(store) > 0
+    assert store.hot_bytes > hot_entry_bytes(store) > 0
+    assert_memory_accounted(store)
 
 
 def test_a_store_without_a_directory_never_spills_or_flushes():

@@ -30,15 +30,20 @@ class PageError(Exception):
     """The bytes of a row group are not the pages `plain_layout` promised."""
 
 
-def plain_layout(metadata: Any) -> Optional[array]:
+def plain_layout(metadata: Any, *, schema_known: bool = False) -> Optional[array]:
     """For each row group, (start, end, rows) of its two column chunks, flattened; None unless
-    every chunk is uncompressed PLAIN BYTE_ARRAY of a required column, without a dictionary page."""
-    schema = metadata.schema
-    if metadata.num_columns != 2 or any(
-        schema.column(i).physical_type != "BYTE_ARRAY" or schema.column(i).max_definition_level
-        or schema.column(i).max_repetition_level for i in range(2)
-    ):
+    every chunk is uncompressed PLAIN BYTE_ARRAY of a required column, without a dictionary page.
+    ``schema_known``: the caller wrote the file with two required binary columns, so the schema
+    is not read (pyarrow's ``metadata.schema`` makes a reference cycle that keeps the file's
+    parsed footer, ~1 KB a row group, in memory until a full garbage collection)."""
+    if metadata.num_columns != 2:
         return None
+    if not schema_known:
+        schema = metadata.schema
+        if any(schema.column(i).physical_type != "BYTE_ARRAY"
+               or schema.column(i).max_definition_level or schema.column(i).max_repetition_level
+               for i in range(2)):
+            return None
     spans = array("q")
     for g in range(metadata.num_row_groups):
         group = metadata.row_group(g)

@@ -146,7 +146,8 @@ class Segment:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        return cls._index(path, seq, keys, spans=plain_layout(pq.read_metadata(path)))
+        spans = plain_layout(pq.read_metadata(path), schema_known=True)
+        return cls._index(path, seq, keys, spans=spans)
 
     @classmethod
     def load(cls, path: str, seq: int) -> "Segment":

@@ -25,6 +25,7 @@ naming the file.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import os
@@ -41,7 +42,9 @@ log = logging.getLogger(__name__)
 _SEGMENT = re.compile(r"^seg-(\d+)\.parquet$")
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
+    """glibc, loaded once (each ``CDLL`` is a small reference cycle), or None."""
     import ctypes
 
     try:

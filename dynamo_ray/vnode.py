@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -159,6 +160,7 @@ class VNode:
             for name in os.listdir(tdir):
                 if name.isdigit():
                     self._store(table, int(name), None).load()
+        gc.collect()  # reading footers left pyarrow's metadata cycles (see pages.plain_layout)
         if self.wal is not None:
             records = self.wal.replay()
             for table, kp, key, blob in records:

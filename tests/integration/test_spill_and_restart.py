@@ -5,8 +5,10 @@ import glob
 import os
 
 import pytest
+import ray
 
 import dynamo_ray as dr
+from dynamo_ray import placement
 from helpers import wait_for
 
 SPILL = dict(nodes=3, partitions=8, antientropy={"interval_s": 1.0, "latency_goal_ms": 10000},
@@ -41,6 +43,13 @@ def test_a_store_holding_ten_times_its_memory_limit_reads_every_key_back(new_sto
     t.put(keys[0], "new", context=t.get(keys[0]).context)
     t.delete(keys[1], context=t.get(keys[1]).context)
     assert t.get(keys[0]).value == "new" and t.get(keys[1]).values == []
+    # Arrow's C++ side (Parquet) in a vnode that spilled never allocated from mimalloc, whose
+    # arena kept ~10 MB a vnode resident: the allocator was chosen before Arrow loaded
+    owner = frame.set_index("partition").loc[0, "node"]
+    vnode = placement.lookup(placement.vnode_actor_name(s.name, owner, 0))
+    mimalloc_bytes = ray.get(vnode.__ray_call__.remote(  # a lambda: sent by value
+        lambda self: __import__("pyarrow").mimalloc_memory_pool().max_memory()))
+    assert mimalloc_bytes == 0
 
 
 def test_durable_writes_survive_a_full_restart(new_store, tmp_path):

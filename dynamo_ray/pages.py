@@ -35,7 +35,7 @@ def plain_layout(metadata: Any, *, schema_known: bool = False) -> Optional[array
     every chunk is uncompressed PLAIN BYTE_ARRAY of a required column, without a dictionary page.
     ``schema_known``: the caller wrote the file with two required binary columns, so the schema
     is not read (pyarrow's ``metadata.schema`` makes a reference cycle that keeps the file's
-    parsed footer, ~1 KB a row group, in memory until a full garbage collection)."""
+    parsed footer, C++ memory that grows with its row groups, alive until a full collection)."""
     if metadata.num_columns != 2:
         return None
     if not schema_known:

@@ -38,7 +38,21 @@ def test_requests_past_the_bounded_queues_are_shed_and_the_rest_served(new_store
     assert max(latencies) < 5.0  # accepted ones were not stuck behind the shed ones
     for node in s.nodes():
         s.slow_node(node, 0)
-    assert t.get("o1").value == 1  # served normally once the burst is over
+    assert _get_once_drained(t, "o1") == 1  # served normally once the burst is over
+
+
+def _get_once_drained(table, key, within_s=5.0):
+    """The value read once the queues behind the burst have drained. The replies the client
+    no longer waited for still run for a moment, and a 30 ms queue allowance on a shared 2-core
+    machine can shed one more request, so this retries as the Overloaded message advises."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return table.get(key).value
+        except dr.Overloaded:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def test_a_coordinator_sheds_past_its_inflight_limit(new_store):

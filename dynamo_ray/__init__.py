@@ -18,9 +18,6 @@ if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "default_worker.py":
     _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 from . import merges
-from .cache import cached
-from .client import Store, connect, start
-from .table import AsyncTable, Context, GetResult, Table
 from .config import StoreConfig, TableConfig
 from .errors import (
     ClusterNotFound,
@@ -45,3 +42,25 @@ __all__ = [
     "ConflictError", "Overloaded", "StorageError",
 ]
 __version__ = "0.1.0"
+
+# The parts that need Ray load on first use, so that the pure modules (ring, versioning, merkle,
+# merges, config, errors) import without it: `import dynamo_ray.ring` costs no Ray import.
+_RAY_BACKED = {
+    "cached": "cache", "Store": "client", "connect": "client", "start": "client",
+    "AsyncTable": "table", "Context": "table", "GetResult": "table", "Table": "table",
+}
+
+
+def __getattr__(name: str):
+    module = _RAY_BACKED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dynamo_ray' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_RAY_BACKED))

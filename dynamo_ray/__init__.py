@@ -24,6 +24,7 @@ from .errors import (
     ConfigError,
     ConflictError,
     DynamoError,
+    InvalidArgument,
     InvalidContext,
     InvalidKey,
     InvalidValue,
@@ -38,7 +39,7 @@ from .errors import (
 __all__ = [
     "start", "connect", "cached", "Store", "Table", "AsyncTable", "GetResult", "Context", "StoreConfig", "TableConfig",
     "merges", "DynamoError", "ConfigError", "ClusterNotFound", "StoreExists", "TableNotFound",
-    "InvalidKey", "InvalidValue", "ValueTooLarge", "InvalidContext", "Unavailable",
+    "InvalidKey", "InvalidValue", "ValueTooLarge", "InvalidArgument", "InvalidContext", "Unavailable",
     "ConflictError", "Overloaded", "StorageError",
 ]
 __version__ = "0.1.0"

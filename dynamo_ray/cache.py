@@ -6,9 +6,11 @@ wrapper pickles, so it can be shipped into tasks. `wrapper.many(list_of_args)` l
 batch with one `get_many` and stores the misses with one `put_many`.
 
 Keys are ``cache:<module.qualname>:<sha1 of the pickled arguments>`` unless ``key=`` says
-otherwise. Results must be msgpack-encodable to be kept; a result that is not is returned
-uncached (with a warning), never an error. A value written twice concurrently becomes two
-equal siblings, which read as one.
+otherwise. Results are kept in the table's codec: on the built-in ``cache`` table (codec
+``pickle``, last-write-wins, LRU past its memory limit) any picklable result, numpy arrays
+and DataFrames included; a result the codec cannot encode is returned uncached (with a
+warning), never an error. A miss computed by two callers at once is written twice; equal
+values supersede each other, so the key still holds one value.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pickle
 from typing import Any, Callable, Iterable, Optional
 
 from .errors import InvalidValue
-from .table import Table
+from .table import Table, check_ttl
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,12 @@ def _default_key(fn: Callable, args: tuple, kwargs: dict) -> str:
     return f"cache:{fn.__module__}.{fn.__qualname__}:{digest}"
 
 
-def cached(table: Table, *, key: Optional[Callable[..., str]] = None) -> Callable:
+def cached(table: Table, *, key: Optional[Callable[..., str]] = None,
+           ttl_s: Optional[float] = None) -> Callable:
     """Decorator: ``@dr.cached(store.table("cache"))``. ``key(*args, **kwargs)`` may name the
-    cache key (default: the function's name and a hash of its arguments)."""
+    cache key (default: the function's name and a hash of its arguments); ``ttl_s``: how long a
+    result is kept (default: the table's ``ttl_s``, else until it is evicted)."""
+    check_ttl(ttl_s)
 
     def decorate(fn: Callable) -> Callable:
         def key_of(args: tuple, kwargs: dict) -> str:
@@ -45,7 +50,7 @@ def cached(table: Table, *, key: Optional[Callable[..., str]] = None) -> Callabl
             if got.exists:
                 return got.values[0]
             result = fn(*args, **kwargs)
-            _store(table, {k: result})
+            _store(table, {k: result}, ttl_s)
             return result
 
         def many(calls: Iterable[tuple]) -> list:
@@ -60,7 +65,7 @@ def cached(table: Table, *, key: Optional[Callable[..., str]] = None) -> Callabl
                 else:
                     value = missing[k] = fn(*c) if k not in missing else missing[k]
                     results.append(value)
-            _store(table, missing)
+            _store(table, missing, ttl_s)
             return results
 
         wrapper.many = many  # type: ignore[attr-defined]
@@ -70,10 +75,10 @@ def cached(table: Table, *, key: Optional[Callable[..., str]] = None) -> Callabl
     return decorate
 
 
-def _store(table: Table, results: dict) -> None:
+def _store(table: Table, results: dict, ttl_s: Optional[float]) -> None:
     if not results:
         return
     try:
-        table.put_many(results)
+        table.put_many(results, ttl_s=ttl_s)
     except InvalidValue as e:
         log.warning("not cached: %s", e)

@@ -18,14 +18,15 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import ray
 
 from . import config as config_mod
-from . import membership, placement, versioning
+from . import codec, membership, placement, versioning
 from .config import StoreConfig
-from .errors import ClusterNotFound, ConfigError, DynamoError, StoreExists, TableNotFound, Unavailable
+from .errors import (ClusterNotFound, DynamoError, InvalidArgument, StoreExists,
+                     TableNotFound, Unavailable)
 from .localray import start_local_ray
 from .node import Node
 from .ring import Ring, claim
 from .routing import ClientRoute, CoordinatorRoute, rpc_timeout_s
-from .table import AsyncTable, Table, _checked_keys, decode_value
+from .table import AsyncTable, Table, _checked_keys, now_ms
 
 START_TIMEOUT_S = 180.0
 
@@ -174,12 +175,12 @@ class Store:
                 f"{', '.join(sorted(self.config.tables))})"
             )
         if routing not in ("coordinator", "client"):
-            raise ConfigError(f"routing={routing!r} must be 'coordinator' or 'client'")
+            raise InvalidArgument(f"routing={routing!r} must be 'coordinator' or 'client'")
         if via is not None and (routing != "coordinator" or via not in self.ring.nodes):
-            raise ConfigError(f"via={via!r} must name a node of store {self.name!r}, with "
-                              "routing='coordinator'")
+            raise InvalidArgument(f"via={via!r} must name a node of store {self.name!r}, with "
+                                  "routing='coordinator'")
         if merge is not None and not callable(merge):
-            raise ConfigError(f"merge={merge!r} must be a function of the list of siblings")
+            raise InvalidArgument(f"merge={merge!r} must be a function of the list of siblings")
 
     def _route_for(self, routing: str) -> Any:
         route = self._routes.get(routing)
@@ -220,11 +221,11 @@ class Store:
         Returns a report (partitions_moved, transfers, keys_moved, seconds)."""
         old = self.refresh_ring()
         if not isinstance(node, str) or not node or ":" in node:
-            raise ConfigError(f"node name {node!r} must be a non-empty string without ':'")
+            raise InvalidArgument(f"node name {node!r} must be a non-empty string without ':'")
         if node in old.nodes or placement.lookup(placement.node_actor_name(self.name, node)):
-            raise ConfigError(f"{node!r} is already a node of store {self.name!r}")
+            raise InvalidArgument(f"{node!r} is already a node of store {self.name!r}")
         if len(old.nodes) + 1 > old.partitions:
-            raise ConfigError(f"partitions={old.partitions} cannot be spread over "
+            raise InvalidArgument(f"partitions={old.partitions} cannot be spread over "
                               f"{len(old.nodes) + 1} nodes")
         where = ray_node or self._ray_node_for(node)
         new = claim(old.partitions, [*old.nodes, node], self._replicas(), previous=old)
@@ -235,10 +236,10 @@ class Store:
         hints are delivered, then it stops. Returns a report as `add_node` does."""
         old = self.refresh_ring()
         if node not in old.nodes:
-            raise ConfigError(f"{node!r} is not a node of store {self.name!r} ({list(old.nodes)})")
+            raise InvalidArgument(f"{node!r} is not a node of store {self.name!r} ({list(old.nodes)})")
         rest = [n for n in old.nodes if n != node]
         if not rest or max(t.n for t in self.config.tables.values()) > len(rest):
-            raise ConfigError(f"removing {node!r} would leave {len(rest)} nodes, fewer than a "
+            raise InvalidArgument(f"removing {node!r} would leave {len(rest)} nodes, fewer than a "
                               "table's n")
         new = claim(old.partitions, rest, self._replicas(), previous=old)
         report = self._change(old, new, joining={}, leaving=[node], progress=progress)
@@ -266,7 +267,8 @@ class Store:
     def status(self, view: Optional[str] = None):
         """One row per vnode: node, partition, up, keys, bytes, hints_pending, ranges (key
         ranges held), calls (requests served), expired (requests dropped unserved because
-        their caller had already given up on them); anti-entropy totals of the exchanges it started:
+        their caller had already given up on them), evicted (keys of cache tables dropped to
+        stay within their ``max_memory_mb``); anti-entropy totals of the exchanges it started:
         ae_ranges (ranges compared), ae_nodes (tree nodes and listing entries received),
         ae_keys (key states moved), ae_bytes, ae_reaped (tombstones removed here), ae_last (time
         of its last exchange); memory_bytes (what it holds in memory by its own account),
@@ -292,15 +294,16 @@ class Store:
                             for p in self.ring.partitions_of(node)]
             rows.extend(answered)
         frame = pd.DataFrame(rows)
-        counts = ("keys", "bytes", "hints_pending", "ranges", "calls", "expired", "ae_ranges",
-                  "ae_nodes", "ae_keys", "ae_bytes", "ae_reaped", "memory_bytes", "rss_bytes",
-                  "uss_bytes", "segments", "storage_errors")
+        counts = ("keys", "bytes", "hints_pending", "ranges", "calls", "expired", "evicted",
+                  "ae_ranges",
+                  "ae_nodes", "ae_keys", "ae_bytes", "ae_reaped", "memory_bytes", "cache_bytes",
+                  "rss_bytes", "uss_bytes", "segments", "storage_errors")
         for column in counts:
             frame[column] = frame[column].fillna(0).astype(int) if column in frame else 0
         last = frame["ae_last"] if "ae_last" in frame else pd.Series(0.0, index=frame.index)
         frame["ae_last"] = pd.to_datetime(last.where(last > 0), unit="s")
         columns = ["node", "partition", "up", "keys", "bytes", "hints_pending", "ranges", "calls",
-                   "expired", *counts[6:11], "ae_last", *counts[11:], "actor"]
+                   "expired", "evicted", *counts[7:12], "ae_last", *counts[12:], "actor"]
         frame = frame.reindex(columns=columns).sort_values("partition").reset_index(drop=True)
         if view is not None:
             frame["up"] = frame["node"].map(self._view_of(view)).fillna(False).astype(bool)
@@ -319,7 +322,7 @@ class Store:
     # --- fault injection (DESIGN §4; the chaos jobs and tests use these) ----------------------
     def _node_handle(self, node: str) -> Optional[Any]:
         if node not in self.ring.nodes:
-            raise ConfigError(f"{node!r} is not a node of store {self.name!r} ({self.nodes()})")
+            raise InvalidArgument(f"{node!r} is not a node of store {self.name!r} ({self.nodes()})")
         return placement.lookup(placement.node_actor_name(self.name, node))
 
     def _wait_gone(self, node: str) -> None:
@@ -340,7 +343,7 @@ class Store:
         """Start a fresh ``node`` (same name and partitions, empty memory) in place of a failed
         one: on the Ray node it was on if that is alive, else on one hosting no store node."""
         if self._node_handle(node) is not None:
-            raise ConfigError(f"{node!r} is running; fail_node({node!r}) first")
+            raise InvalidArgument(f"{node!r} is running; fail_node({node!r}) first")
         self._wait_gone(node)
         _spawn_nodes(self.name, self.config, self.ring, {node: self._ray_node_for(node)})
         self._forget_routes()
@@ -372,7 +375,7 @@ class Store:
         for n in named:
             self._node_handle(n)
         if len(set(named)) != len(named):
-            raise ConfigError(f"a node is named in two groups: {sides}")
+            raise InvalidArgument(f"a node is named in two groups: {sides}")
         rest = [n for n in self.ring.nodes if n not in named]
         if rest:
             sides.append(rest)
@@ -424,7 +427,7 @@ class Store:
     def inspect(self, table: str, key: Any) -> dict[str, list]:
         """Every copy of ``key`` in the store: {replica: [values]}, one entry per vnode that
         holds it, primaries ("node-2/p5") and hinted copies ("node-4/p7 hint for p5") alike.
-        A deleted key shows as []."""
+        A deleted or expired key shows as []."""
         return self.inspect_many(table, [key])[key]
 
     def inspect_many(self, table: str, keys: Iterable[Any]) -> dict[Any, dict[str, list]]:
@@ -432,6 +435,7 @@ class Store:
         if table not in self.config.tables:
             raise TableNotFound(f"table {table!r} is not in store {self.name!r}")
         keys = _checked_keys(keys, self.config.limits.max_key_bytes)
+        codec_name, read_ms = self.config.tables[table].codec, now_ms()
         found: dict[Any, dict[str, list]] = {k: {} for k in keys}
         refs = []
         for node in self.ring.nodes:
@@ -446,7 +450,8 @@ class Store:
             for key, partition, hint, blob in copies:
                 label = f"{node}/p{partition}" + (f" hint for p{hint}" if hint is not None else "")
                 state = versioning.decode(blob)
-                found[key][label] = [decode_value(v) for v in versioning.values(state)]
+                found[key][label] = [codec.decode(v, codec_name) for v in versioning.values(state)
+                                     if not codec.expired(v, read_ms)]
         return found
 
     def stop(self) -> None:

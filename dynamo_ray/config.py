@@ -2,8 +2,9 @@
 
 Role: the one place that knows every config key, its default and its allowed range. A config
 that loads is internally consistent (1 <= R, W <= N <= nodes; Q a power of two), so no other
-module re-checks it. Every rejection is a `ConfigError` whose message names the dotted field
-(``tables.carts.w``). Built-in defaults equal ``configs/local.yaml``.
+module re-checks it. A config that does not load raises one `ConfigError` naming every bad
+dotted field (``tables.carts.w; nodes``), not just the first. Built-in defaults equal
+``configs/local.yaml``.
 
 Must not: import Ray, or read any file other than the YAML it is given.
 """
@@ -20,7 +21,18 @@ import yaml
 from .errors import ConfigError
 
 CONFLICT_POLICIES = ("siblings", "lww")
+CODECS = ("msgpack", "pickle")  # dynamo_ray.codec
+EVICTIONS = ("lru",)
 PLACEMENTS = ("local", "spread")
+
+
+class Problems(list):
+    """The bad fields found so far: each check appends to it instead of raising, so that one
+    `ConfigError` can name them all."""
+
+    def add(self, message: str) -> bool:
+        self.append(message)
+        return False
 
 
 @dataclass(frozen=True)
@@ -33,26 +45,49 @@ class TableConfig:
     conflict: str = "siblings"
     strict: bool = False  # primaries only: no sloppy quorum, no hinted handoff
     durable: bool = False  # the coordinating replica logs and fsyncs each write before the ack
+    codec: str = "msgpack"  # how values become bytes: msgpack (portable) or pickle (any object)
+    ttl_s: Optional[float] = None  # every write expires after this, unless it names its own
+    max_memory_mb: Optional[float] = None  # per vnode, for this table's keys (with eviction)
+    eviction: Optional[str] = None  # lru: past max_memory_mb drop the least recently used keys
 
-    def check(self, path: str) -> None:
-        for name in ("n", "r", "w"):
-            _require_int(getattr(self, name), f"{path}.{name}", low=1)
-        if self.r > self.n:
-            raise ConfigError(f"{path}.r={self.r} is larger than {path}.n={self.n}")
-        if self.w > self.n:
-            raise ConfigError(f"{path}.w={self.w} is larger than {path}.n={self.n}")
-        if self.conflict not in CONFLICT_POLICIES:
-            raise ConfigError(f"{path}.conflict={self.conflict!r} is not one of {CONFLICT_POLICIES}")
-        _require_bool(self.strict, f"{path}.strict")
-        _require_bool(self.durable, f"{path}.durable")
+    def check(self, path: str, problems: Problems) -> None:
+        quorums = all([_require_int(getattr(self, name), f"{path}.{name}", problems, low=1)
+                       for name in ("n", "r", "w")])
+        if quorums and self.r > self.n:
+            problems.add(f"{path}.r={self.r} is larger than {path}.n={self.n}")
+        if quorums and self.w > self.n:
+            problems.add(f"{path}.w={self.w} is larger than {path}.n={self.n}")
+        _require_choice(self.conflict, f"{path}.conflict", CONFLICT_POLICIES, problems)
+        _require_bool(self.strict, f"{path}.strict", problems)
+        _require_bool(self.durable, f"{path}.durable", problems)
+        _require_choice(self.codec, f"{path}.codec", CODECS, problems)
+        if self.ttl_s is not None:
+            _require_number(self.ttl_s, f"{path}.ttl_s", problems, above=0)
+        if self.max_memory_mb is not None:
+            _require_number(self.max_memory_mb, f"{path}.max_memory_mb", problems, low=0.01)
+        if self.eviction is not None:
+            _require_choice(self.eviction, f"{path}.eviction", EVICTIONS, problems)
+        if self.eviction is not None and self.max_memory_mb is None:
+            problems.add(f"{path}.eviction={self.eviction!r} needs {path}.max_memory_mb, the "
+                         "memory it evicts to stay within")
+        if self.max_memory_mb is not None and self.eviction is None:
+            problems.add(f"{path}.max_memory_mb needs {path}.eviction: lru (a table's own "
+                         "memory limit evicts; storage.memory_limit_mb spills)")
+        if self.eviction is not None and self.durable is True:
+            problems.add(f"{path}: a table with eviction cannot be durable (evicted keys are "
+                         "dropped, not kept)")
+
+    @property
+    def evicts(self) -> bool:
+        return self.eviction is not None
 
 
 @dataclass(frozen=True)
 class Timeouts:
     request_ms: int = 2000  # deadline of every call between actors
 
-    def check(self, path: str) -> None:
-        _require_int(self.request_ms, f"{path}.request_ms", low=1)
+    def check(self, path: str, problems: Problems) -> None:
+        _require_int(self.request_ms, f"{path}.request_ms", problems, low=1)
 
 
 @dataclass(frozen=True)
@@ -61,10 +96,9 @@ class Limits:
     max_value_bytes: int = 1 << 20  # of the msgpack-encoded value
     max_batch_keys: int = 100_000  # keys in one get_many / put_many
 
-    def check(self, path: str) -> None:
-        _require_int(self.max_key_bytes, f"{path}.max_key_bytes", low=1)
-        _require_int(self.max_value_bytes, f"{path}.max_value_bytes", low=1)
-        _require_int(self.max_batch_keys, f"{path}.max_batch_keys", low=1)
+    def check(self, path: str, problems: Problems) -> None:
+        for name in ("max_key_bytes", "max_value_bytes", "max_batch_keys"):
+            _require_int(getattr(self, name), f"{path}.{name}", problems, low=1)
 
 
 @dataclass(frozen=True)
@@ -73,10 +107,10 @@ class Handoff:
     interval_s: float = 1.0
     batch_keys: int = 500  # keys per delivery call
 
-    def check(self, path: str) -> None:
-        _require_bool(self.enabled, f"{path}.enabled")
-        _require_number(self.interval_s, f"{path}.interval_s", low=0.01)
-        _require_int(self.batch_keys, f"{path}.batch_keys", low=1)
+    def check(self, path: str, problems: Problems) -> None:
+        _require_bool(self.enabled, f"{path}.enabled", problems)
+        _require_number(self.interval_s, f"{path}.interval_s", problems, low=0.01)
+        _require_int(self.batch_keys, f"{path}.batch_keys", problems, low=1)
 
 
 @dataclass(frozen=True)
@@ -91,16 +125,16 @@ class AntiEntropy:
     latency_goal_ms: float = 100.0  # pause while the coordinator's recent p99 is above this
     tombstone_grace_s: float = 60.0  # reap a tombstone no sooner than this after the delete
 
-    def check(self, path: str) -> None:
-        _require_bool(self.enabled, f"{path}.enabled")
-        _require_number(self.interval_s, f"{path}.interval_s", low=0.01)
-        _require_int(self.fanout, f"{path}.fanout", low=2)
-        _require_int(self.depth, f"{path}.depth", low=1)
-        if self.fanout ** self.depth > 1 << 20:
-            raise ConfigError(f"{path}.fanout ** {path}.depth is over 2**20 leaf buckets")
-        _require_int(self.max_keys_per_round, f"{path}.max_keys_per_round", low=1)
-        _require_number(self.latency_goal_ms, f"{path}.latency_goal_ms", low=0)
-        _require_number(self.tombstone_grace_s, f"{path}.tombstone_grace_s", low=0)
+    def check(self, path: str, problems: Problems) -> None:
+        _require_bool(self.enabled, f"{path}.enabled", problems)
+        _require_number(self.interval_s, f"{path}.interval_s", problems, low=0.01)
+        shape = all([_require_int(self.fanout, f"{path}.fanout", problems, low=2),
+                     _require_int(self.depth, f"{path}.depth", problems, low=1)])
+        if shape and self.fanout ** self.depth > 1 << 20:
+            problems.add(f"{path}.fanout ** {path}.depth is over 2**20 leaf buckets")
+        _require_int(self.max_keys_per_round, f"{path}.max_keys_per_round", problems, low=1)
+        _require_number(self.latency_goal_ms, f"{path}.latency_goal_ms", problems, low=0)
+        _require_number(self.tombstone_grace_s, f"{path}.tombstone_grace_s", problems, low=0)
 
 
 @dataclass(frozen=True)
@@ -112,15 +146,16 @@ class Storage:
     compact_after_segments: int = 8  # a range with more segments is compacted in the background
     wal_checkpoint_mb: float = 16.0  # a log past this size is checkpointed into segments
 
-    def check(self, path: str) -> None:
+    def check(self, path: str, problems: Problems) -> None:
         if self.spill_dir is not None and not isinstance(self.spill_dir, str):
-            raise ConfigError(f"{path}.spill_dir={self.spill_dir!r} must be a directory path")
+            problems.add(f"{path}.spill_dir={self.spill_dir!r} must be a directory path")
         if self.memory_limit_mb is not None:
-            _require_number(self.memory_limit_mb, f"{path}.memory_limit_mb", low=0.01)
+            _require_number(self.memory_limit_mb, f"{path}.memory_limit_mb", problems, low=0.01)
             if self.spill_dir is None:
-                raise ConfigError(f"{path}.memory_limit_mb needs {path}.spill_dir to spill to")
-        _require_int(self.compact_after_segments, f"{path}.compact_after_segments", low=2)
-        _require_number(self.wal_checkpoint_mb, f"{path}.wal_checkpoint_mb", low=0.01)
+                problems.add(f"{path}.memory_limit_mb needs {path}.spill_dir to spill to")
+        _require_int(self.compact_after_segments, f"{path}.compact_after_segments", problems,
+                     low=2)
+        _require_number(self.wal_checkpoint_mb, f"{path}.wal_checkpoint_mb", problems, low=0.01)
 
 
 @dataclass(frozen=True)
@@ -135,11 +170,11 @@ class Gossip:
         if isinstance(self.seeds, list):
             object.__setattr__(self, "seeds", tuple(self.seeds))
 
-    def check(self, path: str) -> None:
-        _require_number(self.interval_s, f"{path}.interval_s", low=0.01)
-        _require_int(self.suspect_after, f"{path}.suspect_after", low=1)
+    def check(self, path: str, problems: Problems) -> None:
+        _require_number(self.interval_s, f"{path}.interval_s", problems, low=0.01)
+        _require_int(self.suspect_after, f"{path}.suspect_after", problems, low=1)
         if not isinstance(self.seeds, tuple) or not all(isinstance(s, str) for s in self.seeds):
-            raise ConfigError(f"{path}.seeds={self.seeds!r} must be a list of node names")
+            problems.add(f"{path}.seeds={self.seeds!r} must be a list of node names")
 
 
 @dataclass(frozen=True)
@@ -150,10 +185,10 @@ class Overload:
     max_pending_calls: int = 64  # per vnode, from each caller (Ray's max_pending_calls)
     max_queue_ms: float = 1000.0  # a request queued longer than this before a router took it
 
-    def check(self, path: str) -> None:
-        _require_int(self.max_inflight_requests, f"{path}.max_inflight_requests", low=1)
-        _require_int(self.max_pending_calls, f"{path}.max_pending_calls", low=1)
-        _require_number(self.max_queue_ms, f"{path}.max_queue_ms", low=0.1)
+    def check(self, path: str, problems: Problems) -> None:
+        _require_int(self.max_inflight_requests, f"{path}.max_inflight_requests", problems, low=1)
+        _require_int(self.max_pending_calls, f"{path}.max_pending_calls", problems, low=1)
+        _require_number(self.max_queue_ms, f"{path}.max_queue_ms", problems, low=0.1)
 
 
 @dataclass(frozen=True)
@@ -163,9 +198,10 @@ class FailureDetection:
     backoff_ms: int = 500  # a replica marked down is probed again after this ...
     max_backoff_ms: int = 8000  # ... doubling per consecutive failure up to this
 
-    def check(self, path: str) -> None:
-        _require_int(self.backoff_ms, f"{path}.backoff_ms", low=1)
-        _require_int(self.max_backoff_ms, f"{path}.max_backoff_ms", low=self.backoff_ms)
+    def check(self, path: str, problems: Problems) -> None:
+        if _require_int(self.backoff_ms, f"{path}.backoff_ms", problems, low=1):
+            _require_int(self.max_backoff_ms, f"{path}.max_backoff_ms", problems,
+                         low=self.backoff_ms)
 
 
 @dataclass(frozen=True)
@@ -173,13 +209,17 @@ class Versioning:
     max_clock_entries: int = 10  # the paper's pruning threshold ...
     prune_min_age_s: float = 3600.0  # ... applied only to entries older than this (Riak's rule)
 
-    def check(self, path: str) -> None:
-        _require_int(self.max_clock_entries, f"{path}.max_clock_entries", low=1)
-        _require_number(self.prune_min_age_s, f"{path}.prune_min_age_s", low=0)
+    def check(self, path: str, problems: Problems) -> None:
+        _require_int(self.max_clock_entries, f"{path}.max_clock_entries", problems, low=1)
+        _require_number(self.prune_min_age_s, f"{path}.prune_min_age_s", problems, low=0)
+
+
+CACHE_TABLE = TableConfig(n=2, r=1, w=1, conflict="lww", codec="pickle", max_memory_mb=32.0,
+                          eviction="lru")
 
 
 def _default_tables() -> dict[str, TableConfig]:
-    return {"default": TableConfig(), "carts": TableConfig()}
+    return {"default": TableConfig(), "carts": TableConfig(), "cache": CACHE_TABLE}
 
 
 @dataclass(frozen=True)
@@ -201,32 +241,38 @@ class StoreConfig:
     versioning: Versioning = field(default_factory=Versioning)
 
     def check(self) -> None:
+        """Raise one `ConfigError` naming every bad field."""
+        problems = Problems()
+        self.collect_problems(problems)
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def collect_problems(self, problems: Problems) -> None:
         if not isinstance(self.name, str) or not self.name or ":" in self.name:
-            raise ConfigError(f"name={self.name!r} must be a non-empty string without ':'")
-        if self.placement not in PLACEMENTS:
-            raise ConfigError(f"placement={self.placement!r} is not one of {PLACEMENTS}")
-        _require_int(self.nodes, "nodes", low=1)
-        _require_int(self.partitions, "partitions", low=1)
-        if self.partitions & (self.partitions - 1):
-            raise ConfigError(f"partitions={self.partitions} is not a power of two")
-        if self.partitions < self.nodes:
-            raise ConfigError(f"partitions={self.partitions} is fewer than nodes={self.nodes}")
+            problems.add(f"name={self.name!r} must be a non-empty string without ':'")
+        _require_choice(self.placement, "placement", PLACEMENTS, problems)
+        nodes = _require_int(self.nodes, "nodes", problems, low=1)
+        if _require_int(self.partitions, "partitions", problems, low=1):
+            if self.partitions & (self.partitions - 1):
+                problems.add(f"partitions={self.partitions} is not a power of two")
+            elif nodes and self.partitions < self.nodes:
+                problems.add(f"partitions={self.partitions} is fewer than nodes={self.nodes}")
         if not self.tables:
-            raise ConfigError("tables is empty: declare at least one table")
+            problems.add("tables is empty: declare at least one table")
         for table_name, table in self.tables.items():
             if not isinstance(table_name, str) or not table_name:
-                raise ConfigError(f"tables: table name {table_name!r} must be a non-empty string")
-            table.check(f"tables.{table_name}")
-            if table.n > self.nodes:
-                raise ConfigError(
-                    f"tables.{table_name}.n={table.n} is larger than nodes={self.nodes}"
-                )
-            if table.durable and self.storage.spill_dir is None:
-                raise ConfigError(f"tables.{table_name}.durable needs storage.spill_dir for "
-                                  "its write-ahead log")
-        _require_bool(self.read_repair, "read_repair")
+                problems.add(f"tables: table name {table_name!r} must be a non-empty string")
+                continue
+            path = f"tables.{table_name}"
+            before = len(problems)
+            table.check(path, problems)
+            if len(problems) == before and nodes and table.n > self.nodes:
+                problems.add(f"{path}.n={table.n} is larger than nodes={self.nodes}")
+            if table.durable is True and self.storage.spill_dir is None:
+                problems.add(f"{path}.durable needs storage.spill_dir for its write-ahead log")
+        _require_bool(self.read_repair, "read_repair", problems)
         for section in _section_types():
-            getattr(self, section).check(section)
+            getattr(self, section).check(section, problems)
 
     def table(self, name: str) -> TableConfig:
         return self.tables[name]
@@ -252,8 +298,11 @@ def load(source: Any = None, **overrides: Any) -> StoreConfig:
     else:
         raise ConfigError(f"config must be a path, a dict or a StoreConfig, not {type(source).__name__}")
     merged = _deep_merge(raw, overrides)
-    config = _build(StoreConfig, merged, "")
-    config.check()
+    problems = Problems()
+    config = _build(StoreConfig, merged, "", problems)
+    config.collect_problems(problems)
+    if problems:
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
     return config
 
 
@@ -282,30 +331,36 @@ def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def _build(cls: type, raw: Any, path: str) -> Any:
+def _build(cls: type, raw: Any, path: str, problems: Problems) -> Any:
+    """``cls`` from the mapping ``raw``; a bad key or a section that is not a mapping is noted
+    in ``problems`` and left at its default, so that the other fields are still checked."""
     if isinstance(raw, cls):
         return raw
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path or 'config'} must be a mapping, not {type(raw).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
+        problems.add(f"{path or 'config'} must be a mapping, not {type(raw).__name__}")
+        return cls()
+    known = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in known:
-            raise ConfigError(f"unknown config key {where!r}")
-        if key == "tables" and cls is StoreConfig:
-            kwargs[key] = _build_tables(value, where)
-            continue
-        ftype = _section_types().get(key) if cls is StoreConfig else None
-        kwargs[key] = _build(ftype, value, where) if ftype else value
+            problems.add(f"unknown config key {where!r}")
+        elif key == "tables" and cls is StoreConfig:
+            kwargs[key] = _build_tables(value, where, problems)
+        elif cls is StoreConfig and key in _section_types():
+            kwargs[key] = _build(_section_types()[key], value, where, problems)
+        else:
+            kwargs[key] = value
     return cls(**kwargs)
 
 
-def _build_tables(raw: Any, path: str) -> dict[str, TableConfig]:
+def _build_tables(raw: Any, path: str, problems: Problems) -> dict[str, TableConfig]:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path} must be a mapping of table name to settings")
+        problems.add(f"{path} must be a mapping of table name to settings")
+        return _default_tables()
     return {
-        name: _build(TableConfig, {} if settings is None else settings, f"{path}.{name}")
+        name: _build(TableConfig, {} if settings is None else settings, f"{path}.{name}",
+                     problems)
         for name, settings in raw.items()
     }
 
@@ -324,20 +379,33 @@ def _section_types() -> dict[str, type]:
     }
 
 
-def _require_int(value: Any, path: str, *, low: int | None = None) -> None:
+def _require_int(value: Any, path: str, problems: Problems, *, low: int | None = None) -> bool:
+    """True when ``value`` is an integer of at least ``low``; else the problem is noted."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{path}={value!r} must be an integer")
+        return problems.add(f"{path}={value!r} must be an integer")
     if low is not None and value < low:
-        raise ConfigError(f"{path}={value} must be at least {low}")
+        return problems.add(f"{path}={value} must be at least {low}")
+    return True
 
 
-def _require_number(value: Any, path: str, *, low: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{path}={value!r} must be a number")
+def _require_number(value: Any, path: str, problems: Problems, *, low: float | None = None,
+                    above: float | None = None) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return problems.add(f"{path}={value!r} must be a number")
     if low is not None and value < low:
-        raise ConfigError(f"{path}={value} must be at least {low}")
+        return problems.add(f"{path}={value} must be at least {low}")
+    if above is not None and value <= above:
+        return problems.add(f"{path}={value} must be more than {above}")
+    return True
 
 
-def _require_bool(value: Any, path: str) -> None:
+def _require_bool(value: Any, path: str, problems: Problems) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{path}={value!r} must be true or false")
+        return problems.add(f"{path}={value!r} must be true or false")
+    return True
+
+
+def _require_choice(value: Any, path: str, choices: tuple, problems: Problems) -> bool:
+    if not isinstance(value, str) or value not in choices:
+        return problems.add(f"{path}={value!r} is not one of {', '.join(choices)}")
+    return True

@@ -30,7 +30,7 @@ import ray
 
 from . import metrics, placement, versioning
 from .config import StoreConfig
-from .errors import ConfigError, Overloaded, TableNotFound, Unavailable
+from .errors import InvalidArgument, Overloaded, TableNotFound, Unavailable
 from .ring import Ring
 
 
@@ -509,7 +509,7 @@ def _quorum(value: Optional[int], default: int, n: int, name: str) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
-        raise ConfigError(f"{name}={value!r} must be an integer from 1 to n={n}")
+        raise InvalidArgument(f"{name}={value!r} must be an integer from 1 to n={n}")
     return value
 
 

@@ -2,17 +2,18 @@
 
 Ray's own exceptions (actor died, task timed out, object lost) never reach a caller: the client
 and the coordinators translate them into the errors below. A request that raises one of the
-input errors (`InvalidKey`, `InvalidValue`, `ValueTooLarge`, `InvalidContext`, `TableNotFound`,
-`ConfigError`) was rejected at the client edge and changed nothing in the store.
+input errors (`InvalidKey`, `InvalidValue`, `ValueTooLarge`, `InvalidContext`, `InvalidArgument`,
+`TableNotFound`, `ConfigError`) was rejected at the client edge and changed nothing in the store.
 
     DynamoError
-    ├── ConfigError        a config file, override or per-request quorum (r=, w=) is invalid
+    ├── ConfigError        a config file or override is invalid (every bad field, in one error)
+    ├── InvalidArgument    an argument of one call is invalid (r=, w=, ttl_s=, batch_size=, ...)
     ├── ClusterNotFound    connect()/a command found no running store of that name
     ├── StoreExists        start() found a store of that name already running
     ├── TableNotFound      the table is not in the store's config
     ├── InvalidKey         the key is not str/bytes, is empty, or is over limits.max_key_bytes
-    ├── InvalidValue       msgpack cannot encode the value
-    ├── ValueTooLarge      the encoded value is over limits.max_value_bytes
+    ├── InvalidValue       the table's codec (msgpack or pickle) cannot encode the value
+    │   └── ValueTooLarge  the encoded value is over limits.max_value_bytes
     ├── InvalidContext     the context is not a Context, or belongs to another key
     ├── Unavailable        fewer than R (or W) replicas answered within the deadline
     ├── ConflictError      GetResult.value was asked of a key that has several siblings
@@ -28,10 +29,16 @@ class DynamoError(Exception):
 
 
 class ConfigError(DynamoError):
-    """A config value is invalid; the message names the field (e.g. ``tables.carts.w``).
+    """A config value is invalid; the message names every bad field (e.g. ``tables.carts.w``).
 
-    Raised by `start()`, by config loading, and for a per-request ``r=``/``w=`` outside 1..N.
-    Not raised for values that are only unusual (a large Q, a long timeout)."""
+    Raised by `start()` and by config loading, never by a read or write. Not raised for
+    values that are only unusual (a large Q, a long timeout)."""
+
+
+class InvalidArgument(DynamoError):
+    """An argument of one call is invalid: a quorum outside 1..N (``r=``, ``w=``), a ``ttl_s``
+    that is not a positive number, a ``batch_size`` that is not a positive integer, an unknown
+    ``routing`` or ``via``. The call changed nothing."""
 
 
 class ClusterNotFound(DynamoError):
@@ -51,11 +58,13 @@ class InvalidKey(DynamoError):
 
 
 class InvalidValue(DynamoError):
-    """msgpack cannot encode the value (sets, objects, ints beyond 64 bits, ...)."""
+    """The table's codec cannot encode the value; the message names the codec. ``msgpack``
+    takes None, bool, int (64 bits), float, str, bytes, lists and dicts; ``pickle`` takes
+    anything picklable (not lambdas, open files, locks, ...)."""
 
 
 class ValueTooLarge(InvalidValue):
-    """The msgpack-encoded value is larger than ``limits.max_value_bytes``."""
+    """The encoded value is larger than ``limits.max_value_bytes``."""
 
 
 class InvalidContext(DynamoError):

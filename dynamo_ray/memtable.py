@@ -96,6 +96,18 @@ class MemTable:
         if self._dead_bytes > self._live_bytes + 4 * self.slab_bytes:
             self._repack()  # overwrites with no spill to free their slabs
 
+    def touch(self, key: str | bytes) -> None:
+        """Make ``key`` the most recently used entry: it moves to the end and its blob to the
+        tail slab, so that the oldest slabs keep only what is cold (and free whole once it is
+        evicted): an LRU whose order is the slabs' order."""
+        where = self._where.get(key)
+        if where is not None and key != next(reversed(self._where)):
+            self.put(key, self._read(where))
+
+    def coldest(self) -> Iterator[str | bytes]:
+        """Keys, least recently written or touched first."""
+        return iter(list(self._where))
+
     def pop(self, key: str | bytes, default=None):
         if key not in self._where:
             return default

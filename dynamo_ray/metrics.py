@@ -13,6 +13,7 @@ recording one is a dictionary lookup and a call.
     dynamo_read_repairs_total      counter    table                keys sent to stale replicas
     dynamo_antientropy_repairs_total counter                       keys moved by anti-entropy
     dynamo_siblings_returned_total counter    table                reads that returned siblings
+    dynamo_evictions_total         counter    table                keys a cache table's LRU dropped
 
 Must not: fail a request because a metric could not be recorded.
 """
@@ -32,6 +33,8 @@ _DEFINITIONS = {
     "dynamo_antientropy_repairs_total": ("counter", "Keys moved by anti-entropy exchanges", ()),
     "dynamo_siblings_returned_total": ("counter", "Reads that returned several siblings",
                                        ("table",)),
+    "dynamo_evictions_total": ("counter", "Keys a cache table's vnode dropped to stay within "
+                               "max_memory_mb", ("table",)),
 }
 _metrics: dict[str, Any] = {}
 

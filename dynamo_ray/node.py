@@ -29,7 +29,7 @@ from .vnode import VNode
 
 log = logging.getLogger(__name__)
 
-COMPACTION_INTERVAL_S = 5.0
+MAINTENANCE_INTERVAL_S = 5.0  # each vnode: expire what is due, compact, trim the heap
 
 
 class Node:
@@ -94,14 +94,13 @@ class Node:
         ``handoff.interval_s`` and anti-entropy every ``antientropy.interval_s``."""
         cfg = self.config
         loop = asyncio.get_running_loop()
-        due = {name: loop.time() for name in ("gossip", "handoff", "antientropy", "compaction")}
+        due = {name: loop.time() for name in ("gossip", "handoff", "antientropy", "maintenance")}
         every = {"gossip": cfg.gossip.interval_s, "handoff": cfg.handoff.interval_s,
-                 "antientropy": cfg.antientropy.interval_s, "compaction": COMPACTION_INTERVAL_S}
+                 "antientropy": cfg.antientropy.interval_s, "maintenance": MAINTENANCE_INTERVAL_S}
         enabled = {"gossip": True, "handoff": cfg.handoff.enabled,
-                   "antientropy": cfg.antientropy.enabled,
-                   "compaction": cfg.storage.spill_dir is not None}
+                   "antientropy": cfg.antientropy.enabled, "maintenance": True}
         rounds = {"gossip": self._gossip_round, "handoff": self._handoff_round,
-                  "antientropy": self._antientropy_round, "compaction": self._compaction_round}
+                  "antientropy": self._antientropy_round, "maintenance": self._maintenance_round}
         while True:
             await asyncio.sleep(min(0.5, *every.values()))
             for activity, run in rounds.items():
@@ -114,13 +113,13 @@ class Node:
                 except Exception:  # the loop must outlive any one bad round
                     log.exception("%s round failed on %s", activity, self.name)
 
-    async def _compaction_round(self) -> None:
-        """Fold the segments of ranges that have too many, one vnode at a time."""
+    async def _maintenance_round(self) -> None:
+        """Each vnode in turn expires what is due and compacts (`VNode.maintain`)."""
         for vnode in list(self.vnodes.values()):
             try:
-                await asyncio.wait_for(vnode.compact.remote(), 60)
+                await asyncio.wait_for(vnode.maintain.remote(), 60)
             except Exception:
-                log.exception("compaction failed on %s", self.name)
+                log.exception("maintenance failed on %s", self.name)
 
     # --- gossip (Dynamo §4.8) ----------------------------------------------------------------
     async def _gossip_round(self) -> None:
@@ -263,6 +262,8 @@ class Node:
             if partition not in self.vnodes:
                 continue
             for table, tcfg in self.config.tables.items():
+                if tcfg.evicts:
+                    continue  # a cache: repairing would only bring evicted keys back
                 for kp in self.ring.ranges_held(partition, tcfg.n):
                     replicas = self.ring.preference_list(kp, tcfg.n)
                     peer = replicas[(replicas.index(partition) + 1) % len(replicas)]

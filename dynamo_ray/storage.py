@@ -14,6 +14,11 @@ reads just the one row group of the one segment that holds the key. Newer data s
 hot before segments, newer segments before older; a key removed while it was spilled stays
 shadowed by a removal marker (``REMOVED``) until compaction folds the segments into one.
 
+A range of a cache table (``eviction: lru``) never spills: `touch` keeps its hot entries in
+least-recently-used order and `evict` drops the coldest. A range told how to read an expiry
+from a blob (``expiry_of``, the vnode's: this module still never decodes one) keeps a heap of
+when its keys expire, so maintenance finds the expired ones (`due`) without a scan.
+
 Invariants:
 - ``count`` and ``data_bytes`` describe the live entries wherever they are;
 - the Merkle tree, when there is one, equals `MerkleTree.build` of the live entries;
@@ -27,13 +32,14 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import logging
 import os
 import re
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from .errors import StorageError
-from .memtable import ENTRY_OVERHEAD_BYTES, MemTable, key_bytes
+from .memtable import ENTRY_OVERHEAD_BYTES, SLAB_BYTES, MemTable, key_bytes
 from .merkle import MerkleTree, item_hash
 from .segments import REMOVED, Segment, decode_key, encode_key
 
@@ -61,13 +67,22 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
+def fix_malloc_thresholds() -> None:
+    """Keep glibc's mmap and trim thresholds at 128 KB: left dynamic, freeing one large buffer
+    (a Parquet chunk, a slab) raises them, so that later frees of up to twice its size stay
+    resident and memory no longer follows what a vnode holds."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+
+
 def warm_up_storage() -> None:
     """Make a spilling vnode's resident memory follow what it holds, and pay the one-time costs
     of the spill path (pyarrow's first use, Parquet writer and reader set-up) before serving,
     so they are part of the vnode's base and not of its first write's deadline.
 
-    - glibc's thresholds are fixed at their defaults: left dynamic, freeing one large buffer (a
-      Parquet chunk) raises them so that later frees of up to twice its size stay resident;
+    - glibc's thresholds are fixed (`fix_malloc_thresholds`);
     - pyarrow allocates from the system allocator (for Arrow's C++ side, the Parquet readers and
       writers, `dynamo_ray/__init__` sets ARROW_DEFAULT_MEMORY_POOL=system in Ray workers
       before Arrow loads, as it is read only then);
@@ -77,10 +92,7 @@ def warm_up_storage() -> None:
 
     import pyarrow as pa
 
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+    fix_malloc_thresholds()
     pa.set_memory_pool(pa.system_memory_pool())
     with tempfile.TemporaryDirectory(prefix="dynamo-warm-up-") as directory:
         store = RangeStore((4, 2), directory)
@@ -104,8 +116,10 @@ class RangeStore:
     """One range: hot entries in memory, optional segments on disk, optional Merkle tree."""
 
     def __init__(self, tree_shape: Optional[tuple[int, int]] = None,
-                 directory: Optional[str] = None):
-        self.hot = MemTable()  # a None blob: removed, shadows segments
+                 directory: Optional[str] = None,
+                 expiry_of: Optional[Callable[[bytes], Optional[int]]] = None,
+                 slab_bytes: int = SLAB_BYTES):
+        self.hot = MemTable(slab_bytes)  # a None blob: removed, shadows segments
         self.segments: list[Segment] = []  # oldest first
         self.directory = directory
         self.tree = MerkleTree(*tree_shape) if tree_shape else None
@@ -115,6 +129,9 @@ class RangeStore:
         self.data_bytes = 0
         self.errors: list[str] = []  # storage errors met (files set aside)
         self.maybe_tombstones: set = set()  # keys whose blob may be tombstones only (see put)
+        self.expiry_of = expiry_of
+        self.expiring: list = []  # heap of (expires_at_ms, seq, key); stale entries are skipped
+        self._expiring_seq = itertools.count()
         self._next_seq = 1
 
     # --- reading ------------------------------------------------------------------------------
@@ -238,6 +255,41 @@ class RangeStore:
             self.maybe_tombstones.add(key)
         else:
             self.maybe_tombstones.discard(key)
+        self._note_expiry(key, blob)
+
+    def _note_expiry(self, key: str | bytes, blob: bytes) -> None:
+        if self.expiry_of is not None:
+            expires = self.expiry_of(blob)
+            if expires is not None:
+                heapq.heappush(self.expiring, (expires, next(self._expiring_seq), key))
+
+    def due(self, now_ms: int) -> list:
+        """The keys with an expiry at or before ``now_ms`` (each once; maybe rewritten since:
+        the caller reads them again)."""
+        found: dict = {}
+        while self.expiring and self.expiring[0][0] <= now_ms:
+            found[heapq.heappop(self.expiring)[2]] = None
+        return list(found)
+
+    def touch(self, keys: Iterable) -> None:
+        """The hot ``keys`` were just read: they become the most recently used."""
+        hot = self.hot
+        for key in keys:
+            if key in hot:
+                hot.touch(key)
+
+    def evict(self, free_bytes: int) -> list[tuple]:
+        """Drop the least recently used hot entries until ``free_bytes`` of memory are free;
+        returns the (key, blob) pairs dropped. They are forgotten, not spilled."""
+        dropped: list = []
+        goal = self.hot_bytes - free_bytes
+        for key in self.hot.coldest():
+            if self.hot_bytes <= goal:
+                break
+            blob = self.pop(key)
+            if blob is not None:
+                dropped.append((key, blob))
+        return dropped
 
     def pop(self, key: str | bytes) -> Optional[bytes]:
         old = self.get(key)
@@ -364,6 +416,7 @@ class RangeStore:
     def _recount(self) -> None:
         def tally(live):
             count, data, tombstones = 0, 0, set()
+            self.expiring = []
 
             def counted():
                 nonlocal count, data
@@ -372,6 +425,7 @@ class RangeStore:
                     data += len(b) + key_bytes(k)
                     if b[-1] == 0xC0:
                         tombstones.add(k)
+                    self._note_expiry(k, b)
                     yield k, b
             if self.tree is None:
                 for _ in counted():

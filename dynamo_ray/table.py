@@ -1,10 +1,13 @@
 """Tables: validated reads and writes of one table, synchronous or as coroutines.
 
 Role (DESIGN §6): the client edge. Every request is checked here first (a rejected request
-changes nothing): keys are str or bytes within the limit, values are what msgpack encodes within
-the limit, contexts belong to their key, quorums are within 1..N. Values are encoded once, here;
-a value over 100 KiB is put in Ray's object store once and passed by reference. Reads come back
-as `GetResult`s, writes return the new `Context`.
+changes nothing): keys are str or bytes within the limit, values are what the table's codec
+encodes within the limit, contexts belong to their key, quorums are within 1..N, TTLs are
+positive numbers. Values are encoded once, here (`codec`), and framed with their expiry when
+they have a TTL; a value over 100 KiB is put in Ray's object store once and passed by
+reference. Reads come back as `GetResult`s, which decode lazily and leave out values whose
+expiry has passed (by this process's clock: an expired key reads absent at once, however far
+the replicas' maintenance has got); writes return the new `Context`.
 
 Must not: make one Ray call per key on a bulk path, or let a Ray exception through.
 """
@@ -13,25 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
+import time
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import msgpack
 import ray
 
-from . import placement, versioning
+from . import codec, placement, versioning
 from .errors import (
-    ConfigError,
     ConflictError,
+    InvalidArgument,
     InvalidContext,
     InvalidKey,
     InvalidValue,
     Unavailable,
-    ValueTooLarge,
 )
 from .ring import Ring, key_hash
 from .routing import Coalescer, rpc_timeout_s
 
 BIG_VALUE_BYTES = 100 * 1024  # larger encoded values travel by object reference
+
 
 @dataclasses.dataclass(frozen=True)
 class Context:
@@ -69,22 +73,18 @@ def check_key(key: Any, max_key_bytes: int) -> None:
         raise InvalidKey(f"key of {size} bytes is over limits.max_key_bytes={max_key_bytes}")
 
 
-_PLAIN = (str, bytes, int, float, bool, type(None))
+def check_ttl(ttl_s: Any) -> Optional[float]:
+    """``ttl_s`` as given, checked: None or a finite number of seconds above 0."""
+    if ttl_s is None:
+        return None
+    if (isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or ttl_s != ttl_s
+            or ttl_s <= 0 or math.isinf(ttl_s)):
+        raise InvalidArgument(f"ttl_s={ttl_s!r} must be a number of seconds above 0")
+    return ttl_s
 
 
-def encode_value(value: Any, max_value_bytes: int) -> bytes:
-    """msgpack bytes of ``value``, checked to decode back (maps need hashable keys)."""
-    try:
-        blob = msgpack.packb(value, use_bin_type=True)
-        if not isinstance(value, _PLAIN):
-            msgpack.unpackb(blob, raw=False, strict_map_key=False)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise InvalidValue(f"value of type {type(value).__name__} cannot be stored: {e}") from None
-    if len(blob) > max_value_bytes:
-        raise ValueTooLarge(
-            f"value encodes to {len(blob)} bytes, over limits.max_value_bytes={max_value_bytes}"
-        )
-    return blob
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def by_reference(blob: bytes) -> Any:
@@ -92,26 +92,41 @@ def by_reference(blob: bytes) -> Any:
     return ray.put(blob) if len(blob) > BIG_VALUE_BYTES else blob
 
 
-def decode_value(blob: bytes) -> Any:
-    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
-
-
 class GetResult:
     """A read of one key: ``values`` (every live sibling, oldest first), ``context`` (hand it
-    back on the next write) and ``value`` (the one value, None when absent or deleted)."""
+    back on the next write) and ``value`` (the one value, None when absent, deleted or
+    expired). Decoded on first use."""
 
-    __slots__ = ("key", "_state", "_merge", "_values")
+    __slots__ = ("key", "_blob", "_state", "_merge", "_codec", "_read_ms", "_values")
 
-    def __init__(self, key: str | bytes, blob: Optional[bytes], merge: Optional[Callable] = None):
+    def __init__(self, key: str | bytes, blob: Optional[bytes], merge: Optional[Callable] = None,
+                 codec_name: str = "msgpack", read_ms: Optional[int] = None):
         self.key = key
-        self._state = versioning.decode(blob) if blob is not None else versioning.EMPTY
+        self._blob = blob
+        self._state: Optional[versioning.KeyState] = None
         self._merge = merge
+        self._codec = codec_name
+        self._read_ms = now_ms() if read_ms is None else read_ms
         self._values: Optional[list] = None
+
+    def _key_state(self) -> versioning.KeyState:
+        if self._state is None:
+            self._state = (versioning.decode(self._blob) if self._blob is not None
+                           else versioning.EMPTY)
+        return self._state
+
+    def _live(self) -> list:
+        """The live sibling blobs: no tombstones, no expired values, equal payloads once."""
+        live: dict = {}
+        for s in self._key_state().siblings:
+            if s.value is not None and not codec.expired(s.value, self._read_ms):
+                live.setdefault(bytes(codec.payload(s.value)), s.value)
+        return list(live.values())
 
     @property
     def values(self) -> list:
         if self._values is None:
-            values = [decode_value(v) for v in versioning.values(self._state)]
+            values = [codec.decode(v, self._codec) for v in self._live()]
             if self._merge is not None and len(values) > 1:
                 values = [self._merge(values)]
             self._values = values
@@ -129,12 +144,14 @@ class GetResult:
 
     @property
     def context(self) -> Context:
-        return _context_of(self.key, self._state)
+        return _context_of(self.key, self._key_state())
 
     @property
     def exists(self) -> bool:
-        """True when the key has a live value (not absent, not deleted)."""
-        return not versioning.is_deleted(self._state)
+        """True when the key has a live value (not absent, deleted or expired)."""
+        if self._values is not None:
+            return bool(self._values)
+        return bool(self._live())
 
     @property
     def siblings(self) -> int:
@@ -165,11 +182,12 @@ class Table:
         # a handle travels into Ray tasks and actors; its routes are rebuilt there
         return (_rebuild, (type(self), self.store, self.name, self.merge, self.via, self.routing))
 
+    # --- checks at the edge ---------------------------------------------------------------------
     def _quorum(self, value: Optional[int], which: str) -> Optional[int]:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self._tcfg.n:
-            raise ConfigError(
+            raise InvalidArgument(
                 f"{which}={value!r} must be an integer from 1 to n={self._tcfg.n} "
                 f"(table {self.name!r})"
             )
@@ -187,19 +205,61 @@ class Table:
             raise InvalidContext(f"this context belongs to another key than {key!r}")
         return dict(context.clock)
 
+    def _expires_at_ms(self, ttl_s: Any) -> Optional[int]:
+        """When a write made now expires: its own ``ttl_s``, else the table's, else never."""
+        ttl_s = check_ttl(ttl_s)
+        if ttl_s is None:
+            ttl_s = self._tcfg.ttl_s
+        return None if ttl_s is None else now_ms() + int(ttl_s * 1000)
+
+    def _encoded(self, key: Any, value: Any, expires_at_ms: Optional[int]) -> Any:
+        check_key(key, self._limits.max_key_bytes)
+        blob = codec.encode(value, self._tcfg.codec, self._limits.max_value_bytes)
+        return by_reference(codec.with_expiry(blob, expires_at_ms))
+
+    def _result(self, key: Any, blob: Optional[bytes], read_ms: Optional[int] = None) -> GetResult:
+        return GetResult(key, blob, self.merge, self._tcfg.codec, read_ms)
+
+    def _batch_keys(self, keys: Iterable[Any]) -> list:
+        return _checked_keys(keys, self._limits.max_key_bytes, self._limits.max_batch_keys)
+
+    def _writes(self, mapping: Mapping[Any, Any], contexts: Optional[Mapping], ttl_s: Any) -> list:
+        """[(key, context clock or None, encoded value)] of a batch, checked whole first."""
+        if not isinstance(mapping, Mapping):
+            raise InvalidValue(f"put_many takes a mapping of key to value, not {type(mapping).__name__}")
+        if len(mapping) > self._limits.max_batch_keys:
+            raise InvalidArgument(f"a batch of {len(mapping)} keys is over limits.max_batch_keys="
+                                  f"{self._limits.max_batch_keys}")
+        if contexts is None:
+            contexts = {}
+        elif not isinstance(contexts, Mapping):
+            raise InvalidContext(f"contexts must map keys to the .context of their reads, not "
+                                 f"{type(contexts).__name__}")
+        else:
+            stray = [k for k in contexts if k not in mapping]
+            if stray:
+                raise InvalidContext(f"contexts names {len(stray)} keys the batch does not write "
+                                     f"(first: {stray[0]!r})")
+        expires_at_ms = self._expires_at_ms(ttl_s)
+        return [(key, self._context(key, contexts.get(key)), self._encoded(key, value, expires_at_ms))
+                for key, value in mapping.items()]
+
+    # --- reads and writes -----------------------------------------------------------------------
     def get(self, key: Any, *, r: Optional[int] = None, sloppy: Optional[bool] = None) -> GetResult:
         check_key(key, self._limits.max_key_bytes)
         r = self._quorum(r, "r")
         (blob,) = self._route.call("get_many", (self.name, [key], r, sloppy), key, self.via)
-        return GetResult(key, blob, self.merge)
+        return self._result(key, blob)
 
     def put(self, key: Any, value: Any, *, context: Optional[Context] = None,
-            w: Optional[int] = None, sloppy: Optional[bool] = None) -> Context:
+            w: Optional[int] = None, sloppy: Optional[bool] = None,
+            ttl_s: Optional[float] = None) -> Context:
         """Store ``value``; returns the new context. Without a context the value is concurrent
-        with whatever is stored (a sibling); with a read's context it replaces what was read."""
-        check_key(key, self._limits.max_key_bytes)
-        blob = encode_value(value, self._limits.max_value_bytes)
-        return self._write(key, context, by_reference(blob), w, sloppy)
+        with whatever is stored (a sibling, unless an equal value is stored: that one it
+        replaces); with a read's context it replaces what was read. ``ttl_s``: it reads absent
+        after this many seconds (default: the table's ``ttl_s``, else never)."""
+        blob = self._encoded(key, value, self._expires_at_ms(ttl_s))
+        return self._write(key, context, blob, w, sloppy)
 
     def delete(self, key: Any, *, context: Optional[Context] = None, w: Optional[int] = None,
                sloppy: Optional[bool] = None) -> Context:
@@ -218,65 +278,59 @@ class Table:
 
     def get_many(self, keys: Iterable[Any], *, r: Optional[int] = None,
                  sloppy: Optional[bool] = None) -> dict:
-        """{key: GetResult} for every key, in one coordinator call and one call per vnode."""
+        """{key: GetResult} for every key, in one coordinator call and one call per vnode;
+        each result carries its context, for a `put_many(..., contexts=)` write-back."""
         keys = list(dict.fromkeys(self._batch_keys(keys)))
         r = self._quorum(r, "r")
         if not keys:
             return {}
         blobs = self._route.call("get_many", (self.name, keys, r, sloppy), None, self.via)
-        return {key: GetResult(key, blob, self.merge) for key, blob in zip(keys, blobs)}
+        read_ms = now_ms()
+        return {key: self._result(key, blob, read_ms) for key, blob in zip(keys, blobs)}
 
-    def put_many(self, mapping: Mapping[Any, Any], *, w: Optional[int] = None,
-                 sloppy: Optional[bool] = None) -> None:
-        """Write every (key, value) blind (no context: each adds a sibling to what is stored)."""
-        writes = self._blind_writes(mapping)
+    def put_many(self, mapping: Mapping[Any, Any], *, contexts: Optional[Mapping] = None,
+                 w: Optional[int] = None, sloppy: Optional[bool] = None,
+                 ttl_s: Optional[float] = None) -> None:
+        """Write every (key, value) in one batch. A key given a context in ``contexts`` ({key:
+        the .context of its read}) replaces exactly what that read saw; the others are written
+        blind (a sibling beside what is stored, unless it is an equal value). ``ttl_s`` as in
+        `put`, for every key of the batch."""
+        writes = self._writes(mapping, contexts, ttl_s)
         w = self._quorum(w, "w")
         if writes:
             self._route.call("put_many", (self.name, writes, w, sloppy, False), None, self.via)
 
-
     def load(self, items: Any, *, batch_keys: int = 5000, w: Optional[int] = None,
-             progress: bool = True) -> int:
+             ttl_s: Optional[float] = None, progress: bool = True) -> int:
         """Bulk load: ``items`` (a mapping, or an iterable of (key, value) pairs) written blind
         with `put_many` in batches of ``batch_keys``, with a progress bar. Returns the count."""
         from .progress import bar
 
+        if isinstance(batch_keys, bool) or not isinstance(batch_keys, int) or batch_keys < 1:
+            raise InvalidArgument(f"batch_keys={batch_keys!r} must be a positive integer")
+        check_ttl(ttl_s)
         pairs = items.items() if isinstance(items, Mapping) else items
         total = len(items) if hasattr(items, "__len__") else None
         progress_bar = bar(total, f"loading {self.name}", "key", progress)
         written, chunk = 0, {}
-        for key, value in pairs:
-            chunk[key] = value
-            if len(chunk) >= batch_keys:
-                self.put_many(chunk, w=w)
-                written += len(chunk)
-                if progress_bar is not None:
-                    progress_bar.update(len(chunk))
-                chunk = {}
-        if chunk:
-            self.put_many(chunk, w=w)
+
+        def flush() -> None:
+            nonlocal written, chunk
+            self.put_many(chunk, w=w, ttl_s=ttl_s)
             written += len(chunk)
             if progress_bar is not None:
                 progress_bar.update(len(chunk))
+            chunk = {}
+
+        for key, value in pairs:
+            chunk[key] = value
+            if len(chunk) >= batch_keys:
+                flush()
+        if chunk:
+            flush()
         if progress_bar is not None:
             progress_bar.close()
         return written
-
-    def _batch_keys(self, keys: Iterable[Any]) -> list:
-        return _checked_keys(keys, self._limits.max_key_bytes, self._limits.max_batch_keys)
-
-    def _blind_writes(self, mapping: Mapping[Any, Any]) -> list:
-        if not isinstance(mapping, Mapping):
-            raise InvalidValue(f"put_many takes a mapping of key to value, not {type(mapping).__name__}")
-        limit_key, limit_value = self._limits.max_key_bytes, self._limits.max_value_bytes
-        if len(mapping) > self._limits.max_batch_keys:
-            raise InvalidValue(f"a batch of {len(mapping)} keys is over limits.max_batch_keys="
-                               f"{self._limits.max_batch_keys}")
-        writes = []
-        for key, value in mapping.items():
-            check_key(key, limit_key)
-            writes.append((key, None, by_reference(encode_value(value, limit_value))))
-        return writes
 
     # --- export (DESIGN §5) ----------------------------------------------------------------------
     def scan(self, batch_size: int = 1000):
@@ -286,10 +340,10 @@ class Table:
         import pandas as pd
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+            raise InvalidArgument(f"batch_size={batch_size!r} must be a positive integer")
         ring = self.store.refresh_ring()
         for kp in range(ring.partitions):
-            keys = self._range_keys(ring, kp)
+            keys = self.range_keys(ring, kp)
             for start in range(0, len(keys), batch_size):
                 got = self.get_many(keys[start:start + batch_size])
                 yield pd.DataFrame({
@@ -307,8 +361,9 @@ class Table:
             return pd.DataFrame({"key": [], "values": [], "deleted": []})
         return pd.concat(frames, ignore_index=True)
 
-    def _range_keys(self, ring: Ring, kp: int) -> list:
-        """The union of the keys that range ``kp``'s reachable primaries hold (R at least)."""
+    def range_keys(self, ring: Ring, kp: int) -> list:
+        """The union of the keys that range ``kp``'s reachable primaries hold (R at least):
+        one call per replica."""
         from .segments import encode_key
 
         replicas = ring.preference_list(kp, self._tcfg.n)
@@ -352,12 +407,12 @@ class AsyncTable(Table):
         check_key(key, self._limits.max_key_bytes)
         r = self._quorum(r, "r")
         blob = await self._coalescer().submit(("get", self.name, r, sloppy), key)
-        return GetResult(key, blob, self.merge)
+        return self._result(key, blob)
 
     async def put(self, key: Any, value: Any, *, context: Optional[Context] = None,
-                  w: Optional[int] = None, sloppy: Optional[bool] = None) -> Context:
-        check_key(key, self._limits.max_key_bytes)
-        blob = by_reference(encode_value(value, self._limits.max_value_bytes))
+                  w: Optional[int] = None, sloppy: Optional[bool] = None,
+                  ttl_s: Optional[float] = None) -> Context:
+        blob = self._encoded(key, value, self._expires_at_ms(ttl_s))
         return await self._awrite(key, context, blob, w, sloppy)
 
     async def delete(self, key: Any, *, context: Optional[Context] = None,
@@ -379,11 +434,13 @@ class AsyncTable(Table):
         if not keys:
             return {}
         blobs = await self._route.acall("get_many", (self.name, keys, r, sloppy), None, self.via)
-        return {key: GetResult(key, blob, self.merge) for key, blob in zip(keys, blobs)}
+        read_ms = now_ms()
+        return {key: self._result(key, blob, read_ms) for key, blob in zip(keys, blobs)}
 
-    async def put_many(self, mapping: Mapping[Any, Any], *, w: Optional[int] = None,
-                       sloppy: Optional[bool] = None) -> None:
-        writes = self._blind_writes(mapping)
+    async def put_many(self, mapping: Mapping[Any, Any], *, contexts: Optional[Mapping] = None,
+                       w: Optional[int] = None, sloppy: Optional[bool] = None,
+                       ttl_s: Optional[float] = None) -> None:
+        writes = self._writes(mapping, contexts, ttl_s)
         w = self._quorum(w, "w")
         if writes:
             await self._route.acall("put_many", (self.name, writes, w, sloppy, False), None,
@@ -399,7 +456,8 @@ def _checked_keys(keys: Iterable[Any], max_key_bytes: int, max_batch_keys: int =
         raise InvalidKey(f"get_many takes an iterable of keys, not {type(keys).__name__}")
     keys = list(keys)
     if max_batch_keys and len(keys) > max_batch_keys:
-        raise InvalidKey(f"a batch of {len(keys)} keys is over limits.max_batch_keys={max_batch_keys}")
+        raise InvalidArgument(f"a batch of {len(keys)} keys is over limits.max_batch_keys="
+                              f"{max_batch_keys}")
     for key in keys:
         check_key(key, max_key_bytes)
     return keys

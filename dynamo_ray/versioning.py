@@ -13,10 +13,20 @@ fresh id whenever it starts without its data or drops data it still holds for ot
 - a clock entry (a, n) covers every event a made for this key up to n.
 
 Laws the unit tests pin down:
-- a put with no context is concurrent with every stored version: it adds a sibling;
+- a put with no context is concurrent with every stored version: it adds a sibling, except
+  that it supersedes the siblings it makes redundant: those holding an equal value (equal
+  `codec.payload`, whatever their expiry) and, when it writes a value, those holding none (a
+  tombstone, or a value whose expiry has passed). Its clock covers their dots, so no replica
+  keeps them, and no distinct value is lost: state stays bounded by the distinct concurrent
+  values, however often the same value is written blind;
 - a put with the context of a read replaces exactly the siblings that read returned;
 - writes on both sides of a partition are siblings after the merge; none is lost;
 - merge is commutative, associative and idempotent.
+
+A value whose expiry (see `codec`) has passed is turned into a tombstone of the same dot by
+`expire`; a merge that meets one dot with and without its value keeps the tombstone, so
+replicas converge whichever expires it first, and the tombstone's clock keeps older versions
+on stale replicas from coming back.
 
 Past ``max_entries`` clock entries the oldest (by timestamp) that names no live sibling and is
 older than ``min_age_ms`` is pruned when a write adds an entry (Dynamo §4.4, with Riak's age
@@ -30,6 +40,8 @@ from __future__ import annotations
 from typing import Mapping, NamedTuple, Optional
 
 import msgpack
+
+from .codec import expired, payload
 
 POLICIES = ("siblings", "lww")
 
@@ -98,7 +110,9 @@ def update(
         now_ms = max(now_ms, latest_ts_ms(state) + 1)
         kept: tuple = ()
     else:
-        kept = tuple(s for s in state.siblings if context.get(s.actor, 0) < s.counter)
+        new = None if value is None else payload(value)
+        kept = tuple(s for s in state.siblings if context.get(s.actor, 0) < s.counter
+                     and not _superseded(s.value, new, now_ms))
     clock = dict(state.clock)
     for a, n in context.items():
         mine = clock.get(a)
@@ -107,6 +121,23 @@ def update(
     clock[actor] = (counter, now_ms)
     new = KeyState(clock, tuple(sorted(kept + (Sibling(actor, counter, now_ms, value),), key=_age)))
     return prune(new, max_entries, now_ms, min_age_ms)
+
+
+def _superseded(old: Optional[bytes], new: Optional[bytes | memoryview], now_ms: int) -> bool:
+    """Does a write of payload ``new`` (None: a delete) make a sibling holding ``old`` redundant?"""
+    if old is None or expired(old, now_ms):
+        return True  # a tombstone or a dead value: the new dot's clock still covers its dot
+    return new is not None and payload(old) == new
+
+
+def _same_dot_winner(a: Sibling, b: Sibling) -> Sibling:
+    """One dot, two contents: only `expire` makes these, so the tombstone wins; ties by bytes
+    keep the choice order-free."""
+    if a == b or a.value is None:
+        return a
+    if b.value is None:
+        return b
+    return max(a, b, key=lambda s: s.value)
 
 
 def merge(a: KeyState, b: KeyState, policy: str = "siblings") -> KeyState:
@@ -118,11 +149,12 @@ def merge(a: KeyState, b: KeyState, policy: str = "siblings") -> KeyState:
         return a
     if policy == "lww":
         both = a.siblings + b.siblings
-        kept = [max(both, key=_age)] if both else []
+        kept = [max(both, key=lambda s: (*_age(s), s.value is None))] if both else []
     else:
-        dots_b = {s.dot for s in b.siblings}
+        by_dot_b = {s.dot: s for s in b.siblings}
         dots_a = {s.dot for s in a.siblings}
-        kept = [s for s in a.siblings if s.dot in dots_b or not _covered(b.clock, s)]
+        kept = [_same_dot_winner(s, by_dot_b[s.dot]) if s.dot in by_dot_b else s
+                for s in a.siblings if s.dot in by_dot_b or not _covered(b.clock, s)]
         kept += [s for s in b.siblings if s.dot not in dots_a and not _covered(a.clock, s)]
         kept.sort(key=_age)
     return KeyState(_join_clocks(a.clock, b.clock), tuple(kept))
@@ -142,6 +174,16 @@ def prune(state: KeyState, max_entries: int, now_ms: int = 0, min_age_ms: int = 
     for _, actor in removable[: len(clock) - max_entries]:
         del clock[actor]
     return KeyState(clock, state.siblings)
+
+
+def expire(state: KeyState, now_ms: int) -> KeyState:
+    """``state`` with every value whose expiry has passed turned into a tombstone of the same
+    dot (``state`` itself when none has)."""
+    if not any(s.value is not None and expired(s.value, now_ms) for s in state.siblings):
+        return state
+    return KeyState(state.clock, tuple(
+        s._replace(value=None) if s.value is not None and expired(s.value, now_ms) else s
+        for s in state.siblings))
 
 
 def values(state: KeyState) -> list[bytes]:

@@ -9,12 +9,21 @@ many keys costs one Ray call per vnode:
 A vnode standing in for an unreachable primary (a fallback) keeps those writes apart, in a
 hinted range named by the intended vnode, until handoff delivers them.
 
+Maintenance (`maintain`, every few seconds from its node) turns values whose TTL has passed
+into tombstones of the same dot (the payload's memory is freed at once; the tombstone keeps
+older versions on stale replicas from coming back, and anti-entropy's reaper removes it once
+every primary holds it), compacts segments and trims the heap. A cache table (``eviction:
+lru``) lives in memory only, keeps its keys in least-recently-used order (reads count as use)
+and, past its ``max_memory_mb``, drops the coldest; it has no Merkle tree and no anti-entropy
+(a repair would only bring evicted keys back), and its expired keys are dropped outright.
+
 Invariants:
 - the actor id changes on every start, so a vnode that lost its memory never reuses a dot, and
   whenever it drops keys holding its own dots (hints delivered, ranges handed to a new
   owner), so that a clock entry (id, n)
   always covers every event id made for that key;
 - dots come from one counter per incarnation, so they are unique across keys and time;
+- a siblings table's key evicted with a clock entry of this id retires the id too;
 - a vnode never calls another actor: it cannot deadlock and needs no deadline of its own;
 - a request that carries its caller's deadline (``expires_at``) and waited in the queue past it
   is dropped unserved: the caller has given up on it and may have retried it elsewhere.
@@ -31,10 +40,12 @@ from typing import Any, Iterable, Optional
 
 import ray
 
-from . import versioning
+from . import codec, metrics, versioning
 from .config import StoreConfig
 from .ring import Ring
-from .storage import RangeStore, WriteAheadLog, release_free_memory, warm_up_storage
+from .memtable import SLAB_BYTES
+from .storage import (RangeStore, WriteAheadLog, fix_malloc_thresholds, release_free_memory,
+                      warm_up_storage)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +82,16 @@ def _resolved_entries(entries: list) -> list:
     return list(zip([key for key, _ in entries], _resolved([blob for _, blob in entries])))
 
 
+def expiry_of(blob: bytes) -> Optional[int]:
+    """The earliest expiry among a state's live values, or None. An expiry frame starts with
+    a byte msgpack never writes; a state without it in its bytes costs no decoding."""
+    if codec.EXPIRY_MARK not in blob:
+        return None
+    found = [codec.expiry_ms(s.value) for s in versioning.decode(blob).siblings
+             if s.value is not None]
+    return min((e for e in found if e is not None), default=None)
+
+
 def new_actor_id() -> int:
     """A fresh vnode id: random 62 bits (encodes in 9 msgpack bytes; collisions ~ 2**-31
     after 2**15 incarnations)."""
@@ -91,6 +112,9 @@ class VNode:
         self.clock_skew_ms = 0
         self.calls = 0  # requests served (coordinate, merge, get): one per vnode per batch
         self.expired = 0  # requests dropped unserved: their caller's deadline had passed
+        self.evicted = 0  # keys of cache tables dropped to stay within their max_memory_mb
+        self.evict_limits = {t: tcfg.max_memory_mb * 2**20 for t, tcfg in config.tables.items()
+                             if tcfg.evicts}
         self.delay_ms = 0  # injected slowness (Store.slow_node)
         self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
         self.transfers: dict[tuple, tuple[list, set]] = {}  # (table, kp, tag) -> (keys, written)
@@ -104,6 +128,8 @@ class VNode:
         self.memory_limit = storage.memory_limit_mb * 2**20 if storage.memory_limit_mb else None
         self.durable = {t for t, tcfg in config.tables.items() if tcfg.durable}
         self.wal = WriteAheadLog(os.path.join(self.disk, "wal.log")) if self.disk and self.durable else None
+        if self.evict_limits:
+            fix_malloc_thresholds()  # evicted slabs go back to the OS, so memory follows the limit
         self._load()
 
     # --- helpers ---------------------------------------------------------------------------
@@ -129,12 +155,19 @@ class VNode:
         book = self.ranges if hint is None else self.hinted
         store = book.get(rid)
         if store is None:  # a range it replicates gets a Merkle tree and a directory
-            if hint is None:
-                store = RangeStore(self.tree_shape, self._range_dir(table, kp))
-            else:
-                store = RangeStore()
+            if hint is None and table not in self.evict_limits:
+                store = RangeStore(self.tree_shape, self._range_dir(table, kp), expiry_of)
+            elif table in self.evict_limits:  # memory only, no tree, evicted a slab at a time
+                store = RangeStore(expiry_of=expiry_of, slab_bytes=self._cache_slab_bytes(table))
+            else:  # hinted copies: memory only, no tree
+                store = RangeStore(expiry_of=expiry_of)
             book[rid] = store
         return store
+
+    def _cache_slab_bytes(self, table: str) -> int:
+        """Slabs small enough that a cache table's ranges each hold several within its limit
+        (eviction frees whole slabs), and at most 128 KB (each its own mapping)."""
+        return max(4096, min(SLAB_BYTES, int(self.evict_limits[table] / 32)))
 
     # --- disk (DESIGN §5) ----------------------------------------------------------------------
     def _range_dir(self, table: str, kp: int) -> Optional[str]:
@@ -153,6 +186,8 @@ class VNode:
         if not os.path.isdir(self.disk):
             return
         for table in self.config.tables:
+            if table in self.evict_limits:
+                continue
             tdir = self._range_dir(table, 0)
             tdir = os.path.dirname(tdir) if tdir else None
             if tdir is None or not os.path.isdir(tdir):
@@ -183,19 +218,59 @@ class VNode:
         return sum(s.memory_bytes() for s in self.ranges.values()) + sum(
             s.memory_bytes() for s in self.hinted.values())
 
-    def _after_writes(self) -> None:
-        """Keep within the memory limit (spill the coldest) and the log small (checkpoint)."""
+    def _table_stores(self, table: str) -> tuple[list[RangeStore], list[RangeStore]]:
+        """This vnode's own ranges of ``table`` and its hinted ones."""
+        own = [s for (t, _), s in self.ranges.items() if t == table]
+        return own, [s for (t, _, _), s in self.hinted.items() if t == table]
+
+    def _after_writes(self, table: str) -> None:
+        """Keep within the memory limits (spill the coldest of the spilling tables, evict the
+        least recently used of ``table`` if it is a cache) and the log small (checkpoint)."""
         if self.memory_limit is not None:
-            used = self.memory_bytes()
+            spilling = [s for (t, _), s in self.ranges.items() if t not in self.evict_limits]
+            used = sum(s.memory_bytes() for s in spilling) + sum(
+                s.memory_bytes() for (t, _, _), s in self.hinted.items()
+                if t not in self.evict_limits)
             if used > self.memory_limit:
-                spillable = [s for s in self.ranges.values() if s.hot_bytes]
+                spillable = [s for s in spilling if s.hot_bytes]
                 hot = sum(s.hot_bytes for s in spillable) or 1
                 excess = used - 0.8 * self.memory_limit  # spill to 80 %: fewer, larger segments
                 for store in spillable:
                     store.spill(int(excess * store.hot_bytes / hot) + 1)
                 release_free_memory()
+        if table in self.evict_limits:
+            self._evict(table)
         if self.wal is not None and self.wal.size_bytes > self.config.storage.wal_checkpoint_mb * 2**20:
             self.checkpoint()
+
+    def _evict(self, table: str) -> int:
+        """Past the table's max_memory_mb, drop its least recently used keys (own ranges first,
+        each its share) down to 90 % of the limit. Returns the keys dropped."""
+        limit = self.evict_limits[table]
+        own, hinted = self._table_stores(table)
+        used = sum(s.hot_bytes for s in own) + sum(s.hot_bytes for s in hinted)
+        if used <= limit:
+            return 0
+        excess = used - 0.9 * limit
+        dropped: list = []
+        for stores in (own, hinted):
+            held = sum(s.hot_bytes for s in stores)
+            if excess <= 0 or not held:
+                continue
+            share = min(1.0, excess / held)
+            for store in stores:
+                before = store.hot_bytes
+                dropped += store.evict(int(share * before) + 1)
+                excess -= before - store.hot_bytes
+        if not dropped:
+            return 0
+        self.evicted += len(dropped)
+        metrics.count("dynamo_evictions_total", len(dropped), table=table)
+        if self.config.tables[table].conflict == "siblings" and any(
+                self.actor in versioning.decode(blob).clock for _, blob in dropped):
+            self.actor = new_actor_id()  # its clock entries there no longer cover its own dots
+        release_free_memory()
+        return len(dropped)
 
     def checkpoint(self) -> int:
         """Put every durable write since the last checkpoint into segments, then truncate the
@@ -206,13 +281,38 @@ class VNode:
         self.wal.truncate()
         return flushed
 
-    def compact(self) -> int:
-        """Fold the segments of ranges that have more than ``compact_after_segments``, then hand
-        freed heap pages back to the OS (the node calls this every few seconds)."""
+    def maintain(self) -> dict:
+        """The node's round every few seconds: expire what is due, fold the segments of ranges
+        that have more than ``compact_after_segments``, hand freed heap pages back to the OS.
+        Returns {"expired": keys turned into tombstones or dropped, "compacted": segments}."""
+        expired = self._expire_due(time.time_ns() // 1_000_000)
         limit = self.config.storage.compact_after_segments
         folded = sum(s.compact() for s in list(self.ranges.values()) if len(s.segments) > limit)
         release_free_memory()  # also what serving reads freed since the last round (~1 ms)
-        return folded
+        return {"expired": expired, "compacted": folded}
+
+    def _expire_due(self, now_ms: int) -> int:
+        """Turn every value whose expiry has passed into a tombstone of its dot; a key of a
+        cache table left with no live value is dropped. Returns the keys changed."""
+        changed = 0
+        for rid, store in [*self.ranges.items(), *self.hinted.items()]:
+            due = store.due(now_ms)
+            if not due:
+                continue
+            cache = rid[0] in self.evict_limits
+            for key, blob in zip(due, store.get_many(due)):
+                if blob is None:
+                    continue
+                state = versioning.decode(blob)
+                dead = versioning.expire(state, now_ms)
+                if dead is state:
+                    continue
+                if cache and versioning.is_deleted(dead):
+                    store.pop(key)
+                else:
+                    store.put(key, versioning.encode(dead), blob)
+                changed += 1
+        return changed
 
     def destroy_storage(self) -> None:
         """Delete this vnode's files: its partition moved to another node."""
@@ -275,7 +375,7 @@ class VNode:
                 logged += [(table, kp, key, blob) for (key, _, _), blob in zip(writes, blobs)]
         if logged:
             self.wal.append(logged)  # fsynced before the acknowledgement leaves this vnode
-        self._after_writes()
+        self._after_writes(table)
         return self.ring.version, out
 
     def merge(self, table: str, groups: Iterable,
@@ -299,7 +399,7 @@ class VNode:
                         store.put(key, new, old)
                         count += 1
             changed.append(count)
-        self._after_writes()
+        self._after_writes(table)
         return self.ring.version, changed
 
     def get(self, table: str, groups: Iterable,
@@ -310,9 +410,13 @@ class VNode:
         if not self._serve(expires_at):
             return self.ring.version, None
         policy = self.config.tables[table].conflict
+        cache = table in self.evict_limits
         out = []
         for kp, keys in groups:
             copies = self._copies(table, kp)
+            if cache:
+                for store in copies:
+                    store.touch(keys)
             if len(copies) == 1:
                 out.append(copies[0].get_many(keys))
                 continue
@@ -325,6 +429,8 @@ class VNode:
                         blob = versioning.merge_blobs(blob, other, policy)
                 found.append(blob)
             out.append(found)
+        if cache:
+            self._evict(table)  # touching moved blobs to fresh slabs
         return self.ring.version, out
 
     # --- membership (DESIGN §2) -----------------------------------------------------------------
@@ -481,6 +587,9 @@ class VNode:
             "hints_pending": sum(len(s) for s in self.hinted.values()),
             "calls": self.calls,
             "expired": self.expired,
+            "evicted": self.evicted,
+            "cache_bytes": sum(s.memory_bytes() for (t, _), s in self.ranges.items()
+                               if t in self.evict_limits),
             **self.exchanges,
         }
 

@@ -152,13 +152,13 @@ def test_unknown_table_raises_table_not_found(store):
         store.table("nope")
 
 
-def test_quorum_out_of_range_raises_config_error(store, key):
+def test_quorum_out_of_range_raises_invalid_argument_not_config_error(store, key):
     t = store.table()
     for bad in [0, 4, -1, "2", 2.0, True]:
-        with pytest.raises(dr.ConfigError):
-            t.put(key, 1, w=bad)
-        with pytest.raises(dr.ConfigError):
-            t.get(key, r=bad)
+        for call in (lambda: t.put(key, 1, w=bad), lambda: t.get(key, r=bad)):
+            with pytest.raises(dr.InvalidArgument) as err:
+                call()
+            assert not isinstance(err.value, dr.ConfigError)
     assert t.get(key).values == []
 
 

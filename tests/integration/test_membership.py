@@ -66,16 +66,16 @@ def test_a_coordinator_learns_a_newer_ring_from_a_vnode_reply(store, key):
     assert ray.get(coordinator.ring_version.remote()) == newer.version
 
 
-def test_adding_an_existing_or_bad_node_is_a_config_error(store):
+def test_adding_an_existing_or_bad_node_is_an_invalid_argument(store):
     for bad in ["node-1", "", "a:b", 7]:
         try:
             store.add_node(bad)
-        except dr.ConfigError:
+        except dr.InvalidArgument:
             continue
         raise AssertionError(f"add_node({bad!r}) was accepted")
     try:
         store.remove_node("node-9")
-    except dr.ConfigError:
+    except dr.InvalidArgument:
         pass
     else:
         raise AssertionError("remove_node of an unknown node was accepted")

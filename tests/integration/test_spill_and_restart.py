@@ -133,5 +133,5 @@ def test_to_pandas_and_scan_agree_with_get_many(new_store, tmp_path):
         assert bool(by_key.at[k, "deleted"]) == (not g.exists)
     batches = list(t.scan(batch_size=3000))
     assert all(len(b) <= 3000 for b in batches) and sum(len(b) for b in batches) == len(got)
-    with pytest.raises(dr.ConfigError):
+    with pytest.raises(dr.InvalidArgument):
         next(t.scan(batch_size=0))

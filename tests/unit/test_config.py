@@ -24,7 +24,7 @@ def test_overrides_merge_into_nested_sections_and_tables():
     cfg = config.load(None, nodes=3, tables={"t": {"n": 3, "r": 1, "w": 3}},
                       timeouts={"request_ms": 50})
     assert cfg.nodes == 3 and cfg.timeouts.request_ms == 50
-    assert set(cfg.tables) == {"default", "carts", "t"}
+    assert set(cfg.tables) == {"default", "carts", "cache", "t"}
     assert (cfg.tables["t"].r, cfg.tables["t"].w) == (1, 3)
     assert cfg.limits.max_key_bytes == 2048
 
@@ -53,6 +53,35 @@ def test_a_file_that_declares_tables_declares_all_of_them(tmp_path):
 def test_bad_values_raise_config_error_naming_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         config.load(None, **overrides)
+
+
+@pytest.mark.parametrize("table, field", [
+    ({"codec": "json"}, "tables.t.codec"),
+    ({"ttl_s": -1}, "tables.t.ttl_s"),
+    ({"ttl_s": "soon"}, "tables.t.ttl_s"),
+    ({"ttl_s": 0}, "tables.t.ttl_s"),
+    ({"eviction": "lru"}, "tables.t.eviction"),
+    ({"max_memory_mb": 8}, "tables.t.max_memory_mb"),
+    ({"max_memory_mb": -1, "eviction": "lru"}, "tables.t.max_memory_mb"),
+    ({"max_memory_mb": 8, "eviction": "lfu"}, "tables.t.eviction"),
+])
+def test_bad_cache_settings_raise_config_error_naming_the_field(table, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        config.load(None, tables={"t": table})
+
+
+def test_one_config_error_names_every_bad_field():
+    with pytest.raises(ConfigError) as err:
+        config.load(None, nodes=0, bogus=1, timeouts={"request_ms": -5},
+                    tables={"t": {"r": 9, "codec": "json"}})
+    for field in ("nodes", "bogus", "timeouts.request_ms", "tables.t.r", "tables.t.codec"):
+        assert field in str(err.value), (field, str(err.value))
+
+
+def test_the_builtin_cache_table_is_a_pickled_lru_cache():
+    cache = config.load(None).tables["cache"]
+    assert (cache.n, cache.r, cache.w, cache.conflict, cache.codec) == (2, 1, 1, "lww", "pickle")
+    assert cache.eviction == "lru" and cache.max_memory_mb > 0
 
 
 def test_missing_or_malformed_file_raises_config_error(tmp_path):

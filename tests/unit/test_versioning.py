@@ -49,6 +49,10 @@ class Write:
     value: bytes | None
     context: dict
     seq: int  # how many writes came before it
+    superseded: frozenset = frozenset()  # siblings it made redundant at its coordinator
+
+    def covers(self, dot: tuple) -> bool:
+        return covers(self.context, dot) or dot in self.superseded
 
 
 @dataclass
@@ -91,7 +95,10 @@ class Cluster:
             self.policy, self.max_entries,
         )
         self.states[(r, key)] = new
-        made = Write(key, (actor, counter), value, dict(context or {}), len(self.writes))
+        superseded = frozenset(s.dot for s in state.siblings if not covers(context or {}, s.dot)
+                               and s.dot not in dots(new))
+        made = Write(key, (actor, counter), value, dict(context or {}), len(self.writes),
+                     superseded)
         self.writes.append(made)
         return new
 
@@ -125,9 +132,10 @@ class Cluster:
         return {w.dot: w for w in self.writes if w.key == key}
 
     def expected_live(self, key: str) -> set:
-        """The oracle: every dot written for key that no put's context covered."""
+        """The oracle: every dot written for key that no put's context covered or superseded
+        (a tombstone a later write dropped, or an equal value)."""
         mine = [w for w in self.writes if w.key == key]
-        return {w.dot for w in mine if not any(covers(o.context, w.dot) for o in mine)}
+        return {w.dot for w in mine if not any(o.covers(w.dot) for o in mine)}
 
     # a random operation, its indexes taken modulo what exists; `among` limits the replicas
     # (one side of a partition) and `reads` the read contexts a client there may hold
@@ -181,15 +189,16 @@ def run(actors: list, history: list, **kw) -> Cluster:
 
 @FAST
 @given(actors=actor_ids, history=histories, r=replica_index, k=key_index)
-def test_put_without_context_adds_a_sibling_and_keeps_every_stored_one(actors, history, r, k):
+def test_put_without_context_adds_a_sibling_and_keeps_every_stored_value(actors, history, r, k):
     cluster = run(actors, history)
     r, key = r % len(actors), KEYS[k]
     before, everywhere = cluster.states[(r, key)], cluster.view(key, cluster.replicas)
     after = cluster.put(r, key, None, b"new")
-    new = cluster.writes[-1].dot
-    assert dots(after) == dots(before) | {new}
-    assert len(after.siblings) == len(before.siblings) + 1
-    assert dots(cluster.converge(key)) == dots(everywhere) | {new}
+    new, superseded = cluster.writes[-1].dot, cluster.writes[-1].superseded
+    live = {s.dot for s in before.siblings if s.value is not None}
+    assert dots(after) == live | {new}, "tombstones go, every stored value stays"
+    assert superseded == dots(before) - live
+    assert dots(cluster.converge(key)) == (dots(everywhere) - superseded) | {new}
 
 
 @FAST
@@ -209,10 +218,12 @@ def test_put_with_read_context_replaces_exactly_the_siblings_that_read_returned(
     cluster.put(r % len(actors), key, read.context, b"new")
     new = cluster.writes[-1].dot
     final = dots(cluster.converge(key))
-    assert final == (dots(everywhere) - read.dots) | {new}
+    superseded = cluster.writes[-1].superseded
+    assert final == (dots(everywhere) - read.dots - superseded) | {new}
     assert not final & read.dots, "everything the read returned is replaced"
-    written_since = {w.dot for w in cluster.writes[read.seq : -1] if w.key == key}
-    assert written_since & dots(everywhere) <= final, "siblings written after the read survive"
+    written_since = {w.dot for w in cluster.writes[read.seq : -1]
+                     if w.key == key and w.value is not None}
+    assert written_since & dots(everywhere) <= final, "values written after the read survive"
 
 
 @FAST

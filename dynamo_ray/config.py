@@ -390,8 +390,9 @@ def _require_int(value: Any, path: str, problems: Problems, *, low: int | None =
 
 def _require_number(value: Any, path: str, problems: Problems, *, low: float | None = None,
                     above: float | None = None) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return problems.add(f"{path}={value!r} must be a number")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
+            or value in (float("inf"), float("-inf"))):
+        return problems.add(f"{path}={value!r} must be a finite number")
     if low is not None and value < low:
         return problems.add(f"{path}={value} must be at least {low}")
     if above is not None and value <= above:

@@ -37,3 +37,36 @@ def test_an_unstorable_result_is_returned_uncached(store):
 
     assert make_set(3) == {3}
     assert not store.table().get("unstorable-3").exists
+
+
+def test_cached_keeps_numpy_results_in_the_cache_table(store):
+    import numpy as np
+
+    calls = []
+
+    @dr.cached(store.table("cache"))
+    def embed(text):
+        calls.append(text)
+        return np.full((2, 3), len(text), dtype=np.float32)
+
+    first = embed("hello")
+    again = embed("hello")
+    assert calls == ["hello"]
+    assert again.dtype == np.float32 and again.shape == (2, 3) and np.array_equal(first, again)
+    assert [r[0, 0] for r in embed.many([("a",), ("hello",), ("abc",)])] == [1, 5, 3]
+    assert calls == ["hello", "a", "abc"]
+
+
+def test_a_cached_result_with_a_ttl_is_computed_again_once_it_expires(store):
+    import time
+
+    calls = []
+
+    @dr.cached(store.table("cache"), ttl_s=0.3, key=lambda x: f"ttl-cached-{x}")
+    def twice(x):
+        calls.append(x)
+        return 2 * x
+
+    assert twice(4) == 8 and twice(4) == 8 and calls == [4]
+    time.sleep(0.4)
+    assert twice(4) == 8 and calls == [4, 4]

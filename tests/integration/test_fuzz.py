@@ -1,6 +1,8 @@
 """10,000 fuzzed bad inputs through the public API: every one a typed DynamoError, nothing
 stored, no actor restarted, every vnode up afterwards."""
 
+import threading
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +31,9 @@ bad_values = st.one_of(
 )
 bad_quorums = st.one_of(st.integers(max_value=0), st.integers(min_value=4), st.floats(),
                         st.text(max_size=2), st.booleans())
+bad_ttls = st.one_of(st.floats(max_value=0), st.integers(max_value=0), st.text(max_size=3),
+                     st.booleans(), st.just(float("nan")), st.just(float("inf")),
+                     st.lists(st.integers(), max_size=2))
 bad_contexts = st.one_of(st.integers(), st.text(max_size=3), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
                          st.builds(object))
 
@@ -50,6 +55,18 @@ def _calls():
         st.tuples(good_keys, bad_contexts).map(
             lambda kc: ("put bad context", lambda s, c: s.table().put(kc[0], 1, context=kc[1]))),
         good_keys.map(lambda k: ("put foreign context", lambda s, c: s.table().put(k, 1, context=c))),
+        good_keys.map(lambda k: ("put_many foreign context", lambda s, c: s.table().put_many(
+            {k: 1, k + "y": 2}, contexts={k: c}))),
+        st.tuples(good_keys, bad_contexts).map(lambda kc: ("put_many bad context", lambda s, c: (
+            s.table().put_many({kc[0]: 1}, contexts={kc[0]: kc[1]})))),
+        good_keys.map(lambda k: ("put_many context of an unwritten key", lambda s, c: (
+            s.table().put_many({k: 1}, contexts={k + "-absent": c})))),
+        st.tuples(good_keys, bad_ttls).map(
+            lambda kt: ("put bad ttl", lambda s, c: s.table().put(kt[0], 1, ttl_s=kt[1]))),
+        st.tuples(good_keys, bad_ttls).map(
+            lambda kt: ("put_many bad ttl", lambda s, c: s.table().put_many({kt[0]: 1}, ttl_s=kt[1]))),
+        st.tuples(good_keys, st.sampled_from([lambda: 1, threading.Lock(), (x for x in [])])).map(
+            lambda kv: ("pickle unpicklable", lambda s, c: s.table("cache").put(kv[0], kv[1]))),
         st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)).map(
             lambda m: ("put_many not a mapping", lambda s, c: s.table().put_many(m))),
         st.one_of(st.integers(), st.text(min_size=1, max_size=3), st.none()).map(
@@ -92,7 +109,7 @@ def test_ten_thousand_bad_inputs_are_typed_errors_and_change_nothing(fuzz_store)
         assert not isinstance(err.value, (dr.Unavailable, dr.Overloaded)), (description, err.value)
 
     one()
-    assert sum(seen.values()) >= 10_000 and len(seen) >= 15, seen
+    assert sum(seen.values()) >= 10_000 and len(seen) >= 22, seen
     after = s.status()
     assert after["up"].all()
     assert list(after["actor"]) == list(before["actor"])  # no vnode restarted
@@ -112,7 +129,14 @@ BAD_CONFIG = {
     "limits": st.one_of(st.integers(max_value=0), not_int).map(lambda v: {"max_key_bytes": v}),
     "tables": st.one_of(st.integers(min_value=4, max_value=9).map(lambda r: {"t": {"n": 3, "r": r}}),
                         st.text(max_size=4).filter(lambda c: c not in ("siblings", "lww"))
-                        .map(lambda c: {"t": {"conflict": c}})),
+                        .map(lambda c: {"t": {"conflict": c}}),
+                        st.text(max_size=6).filter(lambda c: c not in ("msgpack", "pickle"))
+                        .map(lambda c: {"t": {"codec": c}}),
+                        bad_ttls.map(lambda t: {"t": {"ttl_s": t}}),
+                        st.just({"t": {"eviction": "lru"}}),
+                        st.just({"t": {"max_memory_mb": 4}}),
+                        st.text(max_size=4).filter(lambda e: e != "lru")
+                        .map(lambda e: {"t": {"eviction": e, "max_memory_mb": 4}})),
     "bogus": st.integers(),
 }
 

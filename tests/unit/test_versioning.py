@@ -373,7 +373,20 @@ def consistent_triples(draw):
     return tuple(out)
 
 
-triples = st.one_of(reachable_triples(), consistent_triples())
+@st.composite
+def expiring_triples(draw):
+    """Consistent triples some of whose values have been expired (`expire` keeps the dot and
+    drops the value) on some replicas and not others."""
+    states = draw(consistent_triples())
+    out = []
+    for state in states:
+        gone = draw(st.sets(st.sampled_from([s.dot for s in state.siblings]))) if state.siblings else set()
+        out.append(KeyState(state.clock, tuple(s._replace(value=None) if s.dot in gone else s
+                                               for s in state.siblings)))
+    return tuple(out)
+
+
+triples = st.one_of(reachable_triples(), consistent_triples(), expiring_triples())
 
 
 @FAST
@@ -618,3 +631,61 @@ def test_pruning_spares_entries_younger_than_the_minimum_age():
                       max_entries=10, min_age_ms=60_000)
     assert len(later.clock) == 10  # a minute on, the oldest go
     assert 99 in later.clock and 1 not in later.clock and 2 not in later.clock
+
+
+# --- superseding equal values, and expiry -----------------------------------------------------
+
+
+@FAST
+@given(actors=actor_ids, history=histories, rounds=st.integers(2, 8), k=key_index)
+def test_blind_writes_of_an_equal_value_keep_one_sibling_of_it(actors, history, rounds, k):
+    cluster = run(actors, history)
+    key = KEYS[k]
+    before = cluster.states[(0, key)]
+    for _ in range(rounds):
+        after = cluster.put(0, key, None, b"same")
+    live_before = {s.dot for s in before.siblings if s.value not in (None, b"same")}
+    assert sum(s.value == b"same" for s in after.siblings) == 1
+    assert {s.dot for s in after.siblings if s.value != b"same"} == live_before
+    assert len(vv.encode(after)) <= len(vv.encode(cluster.put(0, key, None, b"same"))) + 2
+
+
+def test_an_equal_value_supersedes_whatever_its_expiry():
+    from dynamo_ray import codec
+
+    first = vv.update(EMPTY, None, codec.with_expiry(b"v", 10_000), actor=1, counter=1, now_ms=1)
+    second = vv.update(first, None, codec.with_expiry(b"v", 20_000), actor=1, counter=2, now_ms=2)
+    assert [s.value for s in second.siblings] == [codec.with_expiry(b"v", 20_000)]
+
+
+def test_expire_turns_expired_values_into_tombstones_of_the_same_dot():
+    from dynamo_ray import codec
+
+    state = vv.update(EMPTY, None, codec.with_expiry(b"v", 100), actor=1, counter=1, now_ms=1)
+    state = vv.update(state, None, b"w", actor=2, counter=1, now_ms=2)
+    assert vv.expire(state, 99) is state
+    dead = vv.expire(state, 100)
+    assert [(s.dot, s.value) for s in dead.siblings] == [((1, 1), None), ((2, 1), b"w")]
+    assert dead.clock == state.clock and vv.expire(dead, 10**9) == dead
+
+
+@FAST
+@given(order=st.permutations([0, 1, 2]))
+def test_an_expired_overwrite_never_lets_the_older_value_come_back(order):
+    from dynamo_ray import codec
+
+    cluster = Cluster([7, 8, 9])
+    cluster.put(0, "k0", None, b"old")
+    cluster.converge("k0")
+    read = cluster.read("k0", [0])
+    cluster.put(0, "k0", read.context, codec.with_expiry(b"new", 5_000))
+    cluster.sync("k0", 0, 1)  # replica 2 is stale: it holds only b"old"
+    for r in (0, 1):  # replicas expire on their own clocks, one after the other
+        cluster.states[(r, "k0")] = vv.expire(cluster.states[(r, "k0")], 6_000)
+    for dst in order:
+        for src in order:
+            if src != dst:
+                cluster.sync("k0", src, dst)
+    for r in cluster.replicas:
+        assert vv.values(cluster.states[(r, "k0")]) == [], r
+        assert vv.is_deleted(cluster.states[(r, "k0")])

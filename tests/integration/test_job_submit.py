@@ -1,7 +1,9 @@
-"""The operator's path: a Ray head from `ray start`, `dynamo-ray up`, a `ray job submit`, `down`.
+"""The operator's path: a Ray head from `ray start`, `dynamo-ray up`, `ray job submit`, `down`.
 
-Runs its own Ray head (token auth, as Ray 2.60's job server wants) on free loopback ports, and
-stops it by terminating `ray start --block`, which takes every process it started with it.
+Runs one Ray head for the module (token auth, as Ray 2.60's job server wants) on free loopback
+ports, and stops it by terminating `ray start --block`, which takes every process it started
+with it. The stores are started with `dynamo-ray up --config configs/test.yaml` (the config's
+own name, ``dynamo-test``) and the like, as an operator does, and removed with `down`.
 """
 
 import os
@@ -15,6 +17,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
+CLI = os.path.join(BIN, "dynamo-ray")
+TEST_CONFIG = "configs/test.yaml"
+TEST_STORE = "dynamo-test"  # configs/test.yaml's name
+WORKER_STARTUP_NOTICE = "worker processes have been started"
 
 
 def _free_port() -> int:
@@ -27,7 +33,7 @@ def _run(args, env, timeout=180):
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
     gcs_port, dashboard_port = _free_port(), _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
@@ -49,7 +55,9 @@ def ray_head():
         dashboard = f"http://127.0.0.1:{dashboard_port}"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # the job server answers once the head is up
-            if _run([os.path.join(BIN, "ray"), "job", "list", "--address", dashboard], env, 30).returncode == 0:
+            listed = _run([os.path.join(BIN, "ray"), "job", "list", "--address", dashboard], env,
+                          30)
+            if listed.returncode == 0:
                 break
             time.sleep(1)
         else:
@@ -60,24 +68,38 @@ def ray_head():
         head.wait(timeout=60)
 
 
+def _actors_left(ray_head, name):
+    left = _run([sys.executable, "-c",
+                 f"import ray; ray.init(address={ray_head['gcs']!r}, logging_level='error');"
+                 "from dynamo_ray import placement;"
+                 f"print('LEFT', placement.store_actor_names({name!r}))"],
+                ray_head["env"])
+    assert "LEFT " in left.stdout, left.stdout + left.stderr[-2000:]
+    return left.stdout.split("LEFT ", 1)[1].strip()
+
+
 def test_jobs_share_a_store_started_with_up_and_down_leaves_nothing(ray_head):
     env, gcs = ray_head["env"], ray_head["gcs"]
-    cli = os.path.join(BIN, "dynamo-ray")
-    up = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
+    up = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs], env)
     assert up.returncode == 0, up.stderr[-3000:]
-    again = _run([cli, "up", "--address", gcs, "--config", "configs/test.yaml", "--name", "jobs"], env)
-    assert "already running" in again.stdout  # up is idempotent
+    assert f"store {TEST_STORE!r} is up" in up.stdout
+    # 14 actors on a 2-CPU head: its raylet tells every driver, and `up` must not pass it on
+    assert WORKER_STARTUP_NOTICE not in up.stdout + up.stderr
+    again = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs], env)
+    assert again.returncode == 0 and "already running" in again.stdout  # up is idempotent
+
     def submit(*job_args):
         for _ in range(15):  # the head's job agent comes up a little after its job server
             job = _run(
                 [os.path.join(BIN, "ray"), "job", "submit", "--address", ray_head["dashboard"],
-                 "--working-dir", ".", "--", "python", *job_args, "--name", "jobs"],
+                 "--working-dir", ".", "--", "python", *job_args, "--name", TEST_STORE],
                 env, timeout=300,
             )
             if "No available agent" not in job.stderr:
                 break
             time.sleep(2)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert WORKER_STARTUP_NOTICE not in job.stdout + job.stderr
         return job.stdout
 
     try:
@@ -86,10 +108,42 @@ def test_jobs_share_a_store_started_with_up_and_down_leaves_nothing(ray_head):
         assert "wrote 1000 keys" in submit("jobs/roundtrip.py", "--write", "--tag", "e2e")
         assert "0 missing or wrong" in submit("jobs/roundtrip.py", "--check", "--tag", "e2e")
     finally:
-        down = _run([cli, "down", "--address", gcs, "--name", "jobs"], env)
+        down = _run([CLI, "down", "--config", TEST_CONFIG, "--address", gcs], env)
     assert down.returncode == 0, down.stderr[-3000:]
-    left = _run([sys.executable, "-c",
-                 f"import ray; ray.init(address={gcs!r}, logging_level='error');"
-                 "from dynamo_ray import placement; print('LEFT', placement.store_actor_names('jobs'))"],
-                env)
-    assert "LEFT []" in left.stdout, left.stdout + left.stderr[-2000:]
+    assert f"store {TEST_STORE!r} is down" in down.stdout
+    twice = _run([CLI, "down", "--config", TEST_CONFIG, "--address", gcs], env)
+    assert twice.returncode == 0, twice.stderr[-3000:]
+    assert f"store {TEST_STORE!r} is not running" in twice.stdout
+    assert _actors_left(ray_head, TEST_STORE) == "[]"
+
+
+def test_up_with_a_drifted_config_names_the_keys_and_fails_unless_told_ok(ray_head, tmp_path):
+    env, gcs = ray_head["env"], ray_head["gcs"]
+    with open(os.path.join(ROOT, TEST_CONFIG)) as f:
+        original = f.read()
+    assert "\nnodes: 3\n" in original and "request_ms: 1500" in original
+    drifted = tmp_path / "drifted.yaml"
+    drifted.write_text(original.replace("\nnodes: 3\n", "\nnodes: 4\n")
+                       .replace("request_ms: 1500", "request_ms: 900"))
+    name = ["--name", "drift"]  # --name wins over the configs' own name
+    up = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs, *name], env)
+    assert up.returncode == 0, up.stderr[-3000:]
+    try:
+        refused = _run([CLI, "up", "--config", str(drifted), "--address", gcs, *name], env)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert refused.stderr.startswith("error: store 'drift' is already running with a "
+                                         "different config")
+        assert "nodes: running 3, config 4" in refused.stderr
+        assert "timeouts.request_ms: running 1500, config 900" in refused.stderr
+        kept = _run([CLI, "up", "--config", str(drifted), "--address", gcs, *name,
+                     "--if-exists", "ok"], env)
+        assert kept.returncode == 0, kept.stderr[-3000:]
+        assert "already running" in kept.stdout and "note: " in kept.stderr
+        assert "nodes: running 3, config 4" in kept.stderr
+        same = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs, *name], env)
+        assert same.returncode == 0 and "already running" in same.stdout
+        assert "note:" not in same.stderr
+    finally:
+        down = _run([CLI, "down", "--address", gcs, *name], env)
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert _actors_left(ray_head, "drift") == "[]"

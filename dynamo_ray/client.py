@@ -18,14 +18,16 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import ray
 
 from . import config as config_mod
-from . import codec, membership, placement, versioning
+from . import codec, placement, versioning
 from .config import StoreConfig
 from .errors import (ClusterNotFound, DynamoError, InvalidArgument, StoreExists,
                      TableNotFound, Unavailable)
 from .localray import start_local_ray
-from .node import Node
 from .ring import Ring, claim
+from .protocol import membership
 from .routing import ClientRoute, CoordinatorRoute, rpc_timeout_s
+from .runtime.hosts import spawn_nodes
+from .runtime.transport import RayTransport
 from .table import AsyncTable, Table, _checked_keys, now_ms
 
 START_TIMEOUT_S = 180.0
@@ -60,27 +62,11 @@ def start(config: Any = None, *, name: str = "dynamo", **overrides: Any) -> "Sto
     ring = claim(cfg.partitions, placement.node_names(cfg.nodes), replicas)
     ray_nodes = placement.ray_nodes_for(cfg.placement, cfg.nodes)
     try:
-        _spawn_nodes(cfg.name, cfg, ring, dict(zip(placement.node_names(cfg.nodes), ray_nodes)))
+        spawn_nodes(cfg.name, cfg, ring, dict(zip(placement.node_names(cfg.nodes), ray_nodes)))
     except DynamoError:
         _kill_store_actors(cfg.name)
         raise
     return Store(cfg.name, cfg, ring)
-
-
-def _spawn_nodes(name: str, cfg: StoreConfig, ring: Ring, where: Mapping[str, str],
-                 host: Optional[Mapping[str, list]] = None) -> None:
-    """Start node actors {node: Ray node id} and wait until each has its vnodes up; ``host``
-    names the partitions of a node joining under a ring it is not yet in."""
-    host = host or {}
-    handles = [
-        placement.spawn(Node, placement.node_actor_name(name, node), name, node, cfg, ring,
-                        host.get(node), ray_node_id=ray_node, detached=True)
-        for node, ray_node in where.items()
-    ]
-    try:
-        ray.get([h.ready.remote() for h in handles], timeout=START_TIMEOUT_S)
-    except Exception as e:
-        raise DynamoError(f"store {name!r}: nodes {sorted(where)} failed to start: {e}") from None
 
 
 def connect(name: str = "dynamo", *, address: Optional[str] = "auto") -> "Store":
@@ -251,14 +237,19 @@ class Store:
         return max(t.n for t in self.config.tables.values())
 
     def _change(self, old: Ring, new: Ring, joining: dict, leaving: list, progress: bool) -> dict:
+        import asyncio
+
         from .progress import bar
 
-        def spawn_node(node, ring, host, ray_node):
-            _spawn_nodes(self.name, self.config, ring, {node: ray_node}, {node: host})
+        async def spawn_node(node, ring, partitions, ray_node):
+            await asyncio.get_running_loop().run_in_executor(
+                None, spawn_nodes, self.name, self.config, ring, {node: ray_node},
+                {node: partitions})
 
-        report = membership.change(
-            self.name, self.config, old, new, joining, leaving, spawn_node,
+        change = membership.change(
+            RayTransport(self.name), self.config, old, new, joining, leaving, spawn_node,
             progress=(lambda total, desc, unit: bar(total, desc, unit)) if progress else None)
+        report = asyncio.run_coroutine_threadsafe(change, ClientRoute.background_loop()).result()
         self.ring = new
         self._forget_routes()
         return report
@@ -345,7 +336,7 @@ class Store:
         if self._node_handle(node) is not None:
             raise InvalidArgument(f"{node!r} is running; fail_node({node!r}) first")
         self._wait_gone(node)
-        _spawn_nodes(self.name, self.config, self.ring, {node: self._ray_node_for(node)})
+        spawn_nodes(self.name, self.config, self.ring, {node: self._ray_node_for(node)})
         self._forget_routes()
         if self._cut.get(node):  # it comes back on its side of the partition
             self._set_unreachable({node: self._cut[node]})

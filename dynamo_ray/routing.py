@@ -1,6 +1,6 @@
 """How a table's requests reach the store: through a node's coordinator, or from the caller.
 
-Role (Dynamo §4.5, §6.4): two ways to run the request state machine (`coordinator.Router`):
+Role (Dynamo §4.5, §6.4): two ways to run the request state machine (`protocol.router.Router`):
 - ``coordinator`` (default): send the request to the coordinator actor of a node (``via``'s, or
   the node of the first key's first replica), failing over to the next node if it is gone;
 - ``client`` (the paper's client-driven coordination): run the Router in this process, on a
@@ -23,7 +23,8 @@ from typing import Any, Optional
 import ray
 
 from . import placement
-from .coordinator import Router
+from .protocol.router import Router
+from .runtime.transport import RayTransport
 from .errors import DynamoError, Overloaded, Unavailable
 
 
@@ -141,7 +142,7 @@ class ClientRoute:
         self._routers: dict[int, Router] = {}
 
     @classmethod
-    def _background_loop(cls) -> asyncio.AbstractEventLoop:
+    def background_loop(cls) -> asyncio.AbstractEventLoop:
         with cls._loop_lock:
             if cls._loop is None or not cls._loop.is_running():
                 loop = asyncio.new_event_loop()
@@ -154,8 +155,9 @@ class ClientRoute:
         loop = asyncio.get_running_loop()
         router = self._routers.get(id(loop))
         if router is None:
-            router = self._routers[id(loop)] = Router(self.store.name, self.store.config,
-                                                      self.store.ring)
+            router = self._routers[id(loop)] = Router(
+                self.store.config, self.store.ring,
+                RayTransport(self.store.name, self.store.config.overload.max_pending_calls))
         elif self.store.ring.version > router.ring.version:
             router.set_ring(self.store.ring)
         return router
@@ -165,7 +167,7 @@ class ClientRoute:
 
     def call(self, method: str, args: tuple, first_key: Any = None, via: Optional[str] = None) -> Any:
         future = asyncio.run_coroutine_threadsafe(self.acall(method, args, first_key, via),
-                                                  self._background_loop())
+                                                  self.background_loop())
         try:
             return future.result(timeout=rpc_timeout_s(self.store.config))
         except TimeoutError:

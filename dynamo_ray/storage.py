@@ -450,56 +450,60 @@ class RangeStore:
 
 
 class WriteAheadLog:
-    """The coordinating replica's log of durable writes (Dynamo §4.1's one durable write
-    among N): appended and fsynced before the write is acknowledged, replayed at start,
-    truncated once its entries are in segments. Records are msgpack [table, kp, key, blob];
-    a torn last record (a crash mid-append) is ignored on replay."""
+    """A vnode's log of durable writes: appended and fsynced before a write is acknowledged
+    (by every replica that accepts it, fallbacks included), replayed at start, and rewritten
+    smaller at checkpoints. Records are msgpack [table, kp, key, blob, hint] (hint None for an
+    own range; logs of four-field records are read too); a torn last record (a crash
+    mid-append) is dropped on replay. ``files`` is the disk (the seam's `Files`)."""
 
-    def __init__(self, path: str):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    def __init__(self, path: str, files):
         self.path = path
-        self._file = open(path, "ab")
+        self.files = files
+        self._log = files.open_log(path)
 
     @property
     def size_bytes(self) -> int:
-        return self._file.tell()
+        return self._log.size()
+
+    @staticmethod
+    def _pack(records: list) -> bytes:
+        import msgpack
+
+        return b"".join(msgpack.packb(list(r), use_bin_type=True) for r in records)
 
     def append(self, records: list) -> None:
+        self._log.append(self._pack(records))
+        self._log.sync()
+
+    def replay(self) -> list[tuple]:
+        """Every complete record, as (table, kp, key, blob, hint)."""
         import msgpack
 
-        self._file.write(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def replay(self) -> list:
-        import msgpack
-
+        data = self._log.read()
         records = []
         end = 0  # just after the last complete record
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        unpacker.feed(data)
         try:
-            with open(self.path, "rb") as f:
-                unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False)
-                for record in unpacker:
-                    end = unpacker.tell()
-                    if isinstance(record, list) and len(record) == 4:
-                        records.append(record)
+            for record in unpacker:
+                end = unpacker.tell()
+                if isinstance(record, list) and len(record) in (4, 5):
+                    records.append(tuple(record) if len(record) == 5 else (*record, None))
         except Exception as e:  # a torn tail: keep what came before it
             log.error("%s", StorageError(f"write-ahead log {self.path} ends in a torn record: {e}"))
-        if end < os.path.getsize(self.path):
+        if end < len(data):
             # Cut the torn tail off: appended after it, new records would be read as its
             # missing bytes on the next replay (acknowledged writes lost or garbled).
             log.error("%s", StorageError(f"write-ahead log {self.path}: torn record at byte "
                                          f"{end} dropped"))
-            self._file.flush()
-            self._file.truncate(end)
-            self._file.seek(0, os.SEEK_END)
-            os.fsync(self._file.fileno())
+            self._log.truncate(end)
         return records
 
-    def truncate(self) -> None:
-        self._file.truncate(0)
-        self._file.seek(0)
-        os.fsync(self._file.fileno())
+    def rewrite(self, records: list) -> None:
+        """Make the log hold exactly ``records``, atomically (a crash leaves the old or the
+        new log, never neither)."""
+        self._log.close()
+        self._log = self.files.replace_log(self.path, self._pack(records))
 
     def close(self) -> None:
-        self._file.close()
+        self._log.close()

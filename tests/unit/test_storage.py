@@ -31,6 +31,7 @@ from dynamo_ray import segments
 from dynamo_ray.merkle import MerkleTree
 from dynamo_ray.segments import Segment
 from dynamo_ray.memtable import ENTRY_OVERHEAD_BYTES, key_bytes
+from dynamo_ray.protocol.transport import OsFiles
 from dynamo_ray.storage import RangeStore, WriteAheadLog
 
 SHAPE = (4, 2)
@@ -657,21 +658,26 @@ records = st.lists(
     min_size=1, max_size=8)
 
 
+def _replayed(records_: list) -> list:
+    """What replay returns for records written as [table, kp, key, blob] (no hint)."""
+    return [(*r, None) for r in records_]
+
+
 @FAST
 @given(batches=st.lists(records, min_size=1, max_size=4))
 def test_wal_replays_appended_records_in_order(tmp_path, batches):
-    wal = WriteAheadLog(str(tmp_path / uuid.uuid4().hex / "wal.log"))
+    wal = WriteAheadLog(str(tmp_path / uuid.uuid4().hex / "wal.log"), OsFiles())
     sizes = [wal.size_bytes]
     for batch in batches:
         wal.append(batch)
         sizes.append(wal.size_bytes)
     assert sizes == sorted(set(sizes))  # grows with every append
     assert sizes[-1] == os.path.getsize(wal.path)
-    assert wal.replay() == [r for batch in batches for r in batch]
+    assert wal.replay() == _replayed([r for batch in batches for r in batch])
     wal.close()
-    reopened = WriteAheadLog(wal.path)
+    reopened = WriteAheadLog(wal.path, OsFiles())
     assert reopened.size_bytes == sizes[-1]
-    assert reopened.replay() == [r for batch in batches for r in batch]
+    assert reopened.replay() == _replayed([r for batch in batches for r in batch])
     reopened.close()
 
 
@@ -680,7 +686,7 @@ def test_wal_replays_appended_records_in_order(tmp_path, batches):
 def test_wal_replay_drops_a_torn_last_record_and_appends_go_on_after_it(
     tmp_path, complete, last, cut, more
 ):
-    wal = WriteAheadLog(str(tmp_path / uuid.uuid4().hex / "wal.log"))
+    wal = WriteAheadLog(str(tmp_path / uuid.uuid4().hex / "wal.log"), OsFiles())
     wal.append(complete)
     good = wal.size_bytes
     wal.append(last[:1])
@@ -688,28 +694,30 @@ def test_wal_replay_drops_a_torn_last_record_and_appends_go_on_after_it(
     wal.close()
     with open(wal.path, "r+b") as f:
         f.truncate(torn)
-    wal = WriteAheadLog(wal.path)  # a restart after the crash
-    assert wal.replay() == complete  # no exception
+    wal = WriteAheadLog(wal.path, OsFiles())  # a restart after the crash
+    assert wal.replay() == _replayed(complete)  # no exception
     wal.append(more)  # writes go on after the restart
-    assert wal.replay() == complete + more
+    assert wal.replay() == _replayed(complete + more)
     wal.close()
-    assert WriteAheadLog(wal.path).replay() == complete + more
+    assert WriteAheadLog(wal.path, OsFiles()).replay() == _replayed(complete + more)
 
 
-def test_wal_truncate_empties_it(tmp_path):
-    wal = WriteAheadLog(str(tmp_path / "v" / "wal.log"))
+def test_wal_rewrite_replaces_its_records_and_keeps_hints(tmp_path):
+    wal = WriteAheadLog(str(tmp_path / "v" / "wal.log"), OsFiles())
     wal.append([["t", 1, "k", b"v"], ["t", 1, b"k", b"w"]])
     assert wal.size_bytes > 0
-    wal.truncate()
+    wal.rewrite([("t", 3, "h", b"x", 5)])
+    assert wal.replay() == [("t", 3, "h", b"x", 5)]
+    wal.rewrite([])
     assert wal.size_bytes == 0 and os.path.getsize(wal.path) == 0
     assert wal.replay() == []
     wal.append([["t", 2, "k2", b"x"]])
-    assert wal.replay() == [["t", 2, "k2", b"x"]]
+    assert wal.replay() == [("t", 2, "k2", b"x", None)]
     assert wal.size_bytes == os.path.getsize(wal.path)
     wal.close()
 
 
 def test_wal_of_a_new_file_is_empty(tmp_path):
-    wal = WriteAheadLog(str(tmp_path / "deep" / "dir" / "wal.log"))
+    wal = WriteAheadLog(str(tmp_path / "deep" / "dir" / "wal.log"), OsFiles())
     assert wal.size_bytes == 0 and wal.replay() == []
     wal.close()

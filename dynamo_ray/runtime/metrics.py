@@ -75,3 +75,13 @@ def count(name: str, value: float = 1, **tags: str) -> None:
             metric.inc(value, tags=tags or None)
         except Exception:
             pass
+
+
+class RayMetrics:
+    """The seam's `Metrics`, recorded through Ray's pipeline."""
+
+    def count(self, name: str, value: float = 1, **tags: str) -> None:
+        count(name, value, **tags)
+
+    def observe(self, name: str, value: float, **tags: str) -> None:
+        observe(name, value, **tags)

@@ -1,7 +1,7 @@
 """Anti-entropy: replicas of a range compare Merkle trees and exchange only what differs.
 
-Role (Dynamo §4.7, DESIGN §4): a Ray task that a node's maintenance loop launches every
-``antientropy.interval_s``, pinned to that node. For every range each of the node's vnodes
+Role (Dynamo §4.7, DESIGN §4): background work that a node's maintenance loop launches every
+``antientropy.interval_s`` (a Ray task pinned to that node in the runtime). For every range each of the node's vnodes
 replicates, it compares the vnode's tree with the next replica's in the preference list (so the
 N replicas of a range form a ring of exchanges): roots first, one batched call per vnode; then,
 for ranges whose roots differ, the trees top-down one level per call; then the (key, hash)
@@ -22,43 +22,32 @@ listings received from the peer; ``state_bytes``: the states moved).
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections import defaultdict
-from typing import Any
 
-import ray
-
-from . import metrics, placement, versioning
-from .config import StoreConfig
-from .merkle import NODE_HASH_BYTES, TopDownDiff
-from .ring import Ring
+from .. import versioning
+from ..config import StoreConfig
+from ..merkle import NODE_HASH_BYTES, TopDownDiff
+from ..ring import Ring
+from .transport import Transport, vnode_at
 
 Job = tuple  # (local partition, peer partition, table, key partition, reaper: bool)
 
 
-def run_round(store: str, config: StoreConfig, ring: Ring, jobs: list[Job],
-              unreachable: frozenset = frozenset()) -> dict:
-    """One node's anti-entropy round over ``jobs``; vnodes on ``unreachable`` nodes (a
-    partition) are not called. Returns the round's totals."""
+async def run_round(transport: Transport, config: StoreConfig, ring: Ring,
+                    jobs: list[Job]) -> dict:
+    """One node's anti-entropy round over ``jobs``. Returns the round's totals."""
     timeout_s = config.timeouts.request_ms / 1000
-    handles: dict[int, Any] = {}
 
-    def vnode(partition: int) -> Any:
-        if partition not in handles:
-            handles[partition] = placement.lookup(
-                placement.vnode_actor_name(store, ring.owners[partition], partition))
-        return handles[partition]
+    def call(partition: int, method: str, *args):
+        return transport.call(vnode_at(ring.owners[partition], partition), method, *args,
+                              timeout_s=timeout_s)
 
-    def call(partition: int, method: str, *args: Any) -> Any:
-        if ring.owners[partition] in unreachable:
-            raise LookupError(f"vnode {partition} is on the other side of a partition")
-        handle = vnode(partition)
-        if handle is None:
-            raise LookupError(f"vnode {partition} has no live actor")
-        return getattr(handle, method).remote(*args)
+    async def both(*calls):
+        return await asyncio.gather(*calls)
 
     totals: dict = defaultdict(int)
-    roots = _roots(jobs, call, timeout_s)
+    roots = await _roots(jobs, call)
     budget = config.antientropy.max_keys_per_round
     per_vnode: dict = defaultdict(lambda: defaultdict(int))
     for job in jobs:
@@ -72,75 +61,71 @@ def run_round(store: str, config: StoreConfig, ring: Ring, jobs: list[Job],
         figures["tree_bytes"] += NODE_HASH_BYTES
         try:
             if mine != theirs and budget > 0:
-                budget -= _repair_range(config, call, timeout_s, job, mine, theirs, figures, budget)
+                budget -= await _repair_range(config, call, both, job, mine, theirs, figures,
+                                              budget)
             if reaper:
-                figures["reaped"] += _reap(config, ring, call, timeout_s, table, kp)
+                figures["reaped"] += await _reap(config, ring, call, both, table, kp,
+                                                 transport.clock.time())
         except Exception:  # a replica died mid-exchange: what it answered is kept, next round
             continue
     for local, figures in per_vnode.items():
         for name, value in figures.items():
             totals[name] += value
-    metrics.count("dynamo_antientropy_repairs_total", totals.get("repaired", 0))
+    transport.metrics.count("dynamo_antientropy_repairs_total", totals.get("repaired", 0))
     for local, figures in per_vnode.items():
         figures["ae_bytes"] = figures["tree_bytes"] + figures["state_bytes"]
         try:
-            ray.get(call(local, "record_exchange", dict(figures)), timeout=timeout_s)
+            await call(local, "record_exchange", dict(figures))
         except Exception:
             pass
     return dict(totals)
 
 
-def _roots(jobs: list[Job], call, timeout_s: float) -> dict:
+async def _roots(jobs: list[Job], call) -> dict:
     """Roots of every range of the round, one call per vnode: {(partition, table, kp): root}."""
     wanted: dict = defaultdict(set)
     for local, peer, table, kp, _ in jobs:
         wanted[local].add((table, kp))
         wanted[peer].add((table, kp))
-    refs = {}
-    for partition, ranges in wanted.items():
-        try:
-            refs[partition] = (sorted(ranges), call(partition, "roots", sorted(ranges)))
-        except LookupError:
-            continue
+    asked = {partition: (sorted(ranges), call(partition, "roots", sorted(ranges)))
+             for partition, ranges in wanted.items()}
     found = {}
-    for partition, (ranges, ref) in refs.items():
+    for partition, (ranges, future) in asked.items():
         try:
-            answered = ray.get(ref, timeout=timeout_s)
+            answered = await future
         except Exception:
             continue
         found.update({(partition, t, kp): root for (t, kp), root in zip(ranges, answered)})
     return found
 
 
-def _repair_range(config: StoreConfig, call, timeout_s: float, job: Job, mine: int, theirs: int,
-                  figures: dict, budget: int) -> int:
+async def _repair_range(config: StoreConfig, call, both, job: Job, mine: int, theirs: int,
+                        figures: dict, budget: int) -> int:
     """Walk both trees down to the differing leaves, compare their listings, move the states
     that differ both ways. Returns the number of keys repaired."""
     local, peer, table, kp, _ = job
     ae = config.antientropy
     walk = TopDownDiff(ae.fanout, ae.depth, [mine], [theirs])
     while not walk.done:
-        a, b = ray.get([call(local, "tree_children", table, kp, walk.level, walk.frontier),
-                        call(peer, "tree_children", table, kp, walk.level, walk.frontier)],
-                       timeout=timeout_s)
+        a, b = await both(call(local, "tree_children", table, kp, walk.level, walk.frontier),
+                          call(peer, "tree_children", table, kp, walk.level, walk.frontier))
         walk.step(a, b)
     sent = walk.nodes_compared - 1  # the root was counted with the roots
     figures["ae_nodes"] += sent
     figures["tree_bytes"] += sent * NODE_HASH_BYTES
     buckets = walk.leaves
-    mine_listing, their_listing = ray.get(
-        [call(local, "bucket_digests", table, kp, buckets),
-         call(peer, "bucket_digests", table, kp, buckets)], timeout=timeout_s)
+    mine_listing, their_listing = await both(call(local, "bucket_digests", table, kp, buckets),
+                                             call(peer, "bucket_digests", table, kp, buckets))
     figures["ae_nodes"] += len(their_listing)
     figures["tree_bytes"] += sum(_key_size(k) + NODE_HASH_BYTES for k, _ in their_listing)
     a_hashes, b_hashes = dict(mine_listing), dict(their_listing)
-    differing = [k for k in a_hashes.keys() | b_hashes.keys() if a_hashes.get(k) != b_hashes.get(k)]
-    differing = differing[:budget]
+    # in listing order (not set order): the same exchange repairs the same keys every run
+    differing = [k for k in dict.fromkeys([*a_hashes, *b_hashes])
+                 if a_hashes.get(k) != b_hashes.get(k)][:budget]
     if not differing:
         return 0
-    (_, a_blobs), (_, b_blobs) = ray.get([call(local, "get", table, [(kp, differing)]),
-                                          call(peer, "get", table, [(kp, differing)])],
-                                         timeout=timeout_s)
+    (_, a_blobs), (_, b_blobs) = await both(call(local, "get", table, [(kp, differing)]),
+                                            call(peer, "get", table, [(kp, differing)]))
     policy = config.tables[table].conflict
     to_mine, to_theirs = [], []
     for key, a, b in zip(differing, a_blobs[0], b_blobs[0]):
@@ -149,12 +134,12 @@ def _repair_range(config: StoreConfig, call, timeout_s: float, job: Job, mine: i
             to_mine.append((key, merged))
         if merged != b:
             to_theirs.append((key, merged))
-    refs = []
+    calls = []
     if to_mine:
-        refs.append(call(local, "merge", table, [(kp, None, to_mine)]))
+        calls.append(call(local, "merge", table, [(kp, None, to_mine)]))
     if to_theirs:
-        refs.append(call(peer, "merge", table, [(kp, None, to_theirs)]))
-    ray.get(refs, timeout=timeout_s)
+        calls.append(call(peer, "merge", table, [(kp, None, to_theirs)]))
+    await both(*calls)
     fetched = [b for b in b_blobs[0] if b is not None]
     figures["ae_keys"] += len(fetched) + len(to_theirs)
     figures["state_bytes"] += sum(len(b) for b in fetched) + sum(len(b) for _, b in to_theirs)
@@ -162,19 +147,19 @@ def _repair_range(config: StoreConfig, call, timeout_s: float, job: Job, mine: i
     return len(to_mine) + len(to_theirs)
 
 
-def _reap(config: StoreConfig, ring: Ring, call, timeout_s: float, table: str, kp: int) -> int:
+async def _reap(config: StoreConfig, ring: Ring, call, both, table: str, kp: int,
+                now_s: float) -> int:
     """Remove the tombstones of range (table, kp) that every primary holds byte-for-byte,
     older than the grace period, with no hint for the key pending on any fallback."""
     n = config.tables[table].n
     primaries = ring.preference_list(kp, n)
-    before_ms = int((time.time() - config.antientropy.tombstone_grace_s) * 1000)
-    candidates = ray.get(call(primaries[0], "tombstones", table, kp, before_ms), timeout=timeout_s)
+    before_ms = int((now_s - config.antientropy.tombstone_grace_s) * 1000)
+    candidates = await call(primaries[0], "tombstones", table, kp, before_ms)
     if not candidates:
         return 0
     keys = [k for k, _ in candidates]
-    copies = ray.get([call(p, "get", table, [(kp, keys)]) for p in primaries[1:]], timeout=timeout_s)
-    hinted = ray.get([call(f, "hinted_keys", table, kp, keys) for f in ring.fallbacks(kp, n)],
-                     timeout=timeout_s)
+    copies = await both(*(call(p, "get", table, [(kp, keys)]) for p in primaries[1:]))
+    hinted = await both(*(call(f, "hinted_keys", table, kp, keys) for f in ring.fallbacks(kp, n)))
     blocked = {k for found in hinted for k in found}
     agreed = [
         (key, blob) for i, (key, blob) in enumerate(candidates)
@@ -182,7 +167,7 @@ def _reap(config: StoreConfig, ring: Ring, call, timeout_s: float, table: str, k
     ]
     if not agreed:
         return 0
-    ray.get([call(p, "reap", table, kp, agreed) for p in primaries], timeout=timeout_s)
+    await both(*(call(p, "reap", table, kp, agreed) for p in primaries))
     return len(agreed)
 
 

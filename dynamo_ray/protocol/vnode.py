@@ -24,7 +24,10 @@ Invariants:
   always covers every event id made for that key;
 - dots come from one counter per incarnation, so they are unique across keys and time;
 - a siblings table's key evicted with a clock entry of this id retires the id too;
-- a vnode never calls another actor: it cannot deadlock and needs no deadline of its own;
+- on a durable table every write it accepts (as coordinator, replica or fallback under a hint)
+  is in its write-ahead log, fsynced once per call, before it answers;
+- a vnode never calls another actor: it cannot deadlock and needs no deadline of its own; it
+  reads time only from its transport's clock and draws ids from its transport's rng;
 - a request that carries its caller's deadline (``expires_at``) and waited in the queue past it
   is dropped unserved: the caller has given up on it and may have retried it elsewhere.
 """
@@ -35,17 +38,16 @@ import gc
 import logging
 import os
 import random
-import time
 from typing import Any, Iterable, Optional
 
-import ray
-
-from . import codec, metrics, versioning
-from .config import StoreConfig
-from .ring import Ring
-from .memtable import SLAB_BYTES
-from .storage import (RangeStore, WriteAheadLog, fix_malloc_thresholds, release_free_memory,
-                      warm_up_storage)
+from .. import codec, versioning
+from ..config import StoreConfig
+from ..memtable import SLAB_BYTES
+from ..ring import Ring, key_hash
+from ..storage import (RangeStore, WriteAheadLog, fix_malloc_thresholds, release_free_memory,
+                       warm_up_storage)
+from .switches import NONE, Switches
+from .transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +66,6 @@ def _private_bytes() -> int:
         return 0
 
 
-def _resolved(values: list) -> list:
-    """Values passed by reference (large ones) fetched from the object store, in one call."""
-    refs = [v for v in values if isinstance(v, ray.ObjectRef)]
-    if not refs:
-        return values
-    fetched = dict(zip(refs, ray.get(refs)))
-    return [fetched[v] if isinstance(v, ray.ObjectRef) else v for v in values]
-
-
-def _resolved_writes(writes: list) -> list:
-    values = _resolved([value for _, _, value in writes])
-    return [(key, ctx, value) for (key, ctx, _), value in zip(writes, values)]
-
-
-def _resolved_entries(entries: list) -> list:
-    return list(zip([key for key, _ in entries], _resolved([blob for _, blob in entries])))
-
-
 def expiry_of(blob: bytes) -> Optional[int]:
     """The earliest expiry among a state's live values, or None. An expiry frame starts with
     a byte msgpack never writes; a state without it in its bytes costs no decoding."""
@@ -92,20 +76,24 @@ def expiry_of(blob: bytes) -> Optional[int]:
     return min((e for e in found if e is not None), default=None)
 
 
-def new_actor_id() -> int:
+def new_actor_id(rng: random.Random) -> int:
     """A fresh vnode id: random 62 bits (encodes in 9 msgpack bytes; collisions ~ 2**-31
     after 2**15 incarnations)."""
-    return random.getrandbits(62)
+    return rng.getrandbits(62)
 
 
 class VNode:
-    def __init__(self, store: str, node: str, partition: int, config: StoreConfig, ring: Ring):
+    def __init__(self, store: str, node: str, partition: int, config: StoreConfig, ring: Ring,
+                 transport: Transport, switches: Switches = NONE):
         self.store = store
         self.ring = ring  # the newest ring its node knows: every reply carries its version
         self.node = node
         self.partition = partition
         self.config = config
-        self.actor = new_actor_id()
+        self.transport = transport
+        self.clock = transport.clock
+        self.switches = switches
+        self.actor = self._new_id()
         self.counter = 0
         self.ranges: dict[RangeId, RangeStore] = {}
         self.hinted: dict[HintId, RangeStore] = {}
@@ -123,18 +111,26 @@ class VNode:
         self.exchanges = {"ae_ranges": 0, "ae_nodes": 0, "ae_keys": 0, "ae_bytes": 0,
                           "ae_reaped": 0, "ae_last": 0.0}
         storage = config.storage
+        self.files = transport.files
         self.disk = (os.path.join(storage.spill_dir, store, node, str(partition))
                      if storage.spill_dir else None)
+        self.segments = self.disk is not None and self.files.segments  # Parquet on this disk
         self.memory_limit = storage.memory_limit_mb * 2**20 if storage.memory_limit_mb else None
         self.durable = {t for t, tcfg in config.tables.items() if tcfg.durable}
-        self.wal = WriteAheadLog(os.path.join(self.disk, "wal.log")) if self.disk and self.durable else None
+        self.wal = (WriteAheadLog(os.path.join(self.disk, "wal.log"), self.files)
+                    if self.disk and self.durable else None)
         if self.evict_limits:
             fix_malloc_thresholds()  # evicted slabs go back to the OS, so memory follows the limit
         self._load()
 
     # --- helpers ---------------------------------------------------------------------------
+    def _new_id(self) -> int:
+        if self.switches.reuse_ids_after_restart:  # negative control: the kv679 data loss
+            return key_hash(f"{self.store}:{self.node}:{self.partition}") & ((1 << 62) - 1)
+        return new_actor_id(self.transport.rng)
+
     def _now_ms(self) -> int:
-        return time.time_ns() // 1_000_000 + self.clock_skew_ms
+        return int(self.clock.time() * 1000) + self.clock_skew_ms
 
     def _serve(self, expires_at: Optional[float] = None) -> bool:
         """Count a request and serve its injected delay; False if its caller has given up on it
@@ -144,8 +140,8 @@ class VNode:
         mutations too)."""
         self.calls += 1
         if self.delay_ms:
-            time.sleep(self.delay_ms / 1000)
-        if expires_at is not None and time.time() > expires_at:
+            self.clock.stall(self.delay_ms / 1000)
+        if expires_at is not None and self.clock.time() > expires_at:
             self.expired += 1
             return False
         return True
@@ -171,7 +167,7 @@ class VNode:
 
     # --- disk (DESIGN §5) ----------------------------------------------------------------------
     def _range_dir(self, table: str, kp: int) -> Optional[str]:
-        if self.disk is None:
+        if not self.segments:
             return None
         safe = table if table.replace("_", "").replace("-", "").isalnum() else "x" + table.encode().hex()
         return os.path.join(self.disk, safe, str(kp))
@@ -179,10 +175,17 @@ class VNode:
     def _load(self) -> None:
         """Before serving: reload the segments of every range found on disk (a restart on the
         same spill_dir), then replay the write-ahead log over them."""
-        if self.disk is None:
-            return
-        warm_up_storage()
+        if self.segments:
+            self._load_segments()
+        if self.wal is not None:
+            records = self.wal.replay()
+            for table, kp, key, blob, hint in records:
+                if table in self.config.tables:
+                    self._fold(self._store(table, kp, hint), table, key, blob)
+            log.info("vnode %s/%s replayed %d logged writes", self.node, self.partition, len(records))
 
+    def _load_segments(self) -> None:
+        warm_up_storage()
         if not os.path.isdir(self.disk):
             return
         for table in self.config.tables:
@@ -196,12 +199,6 @@ class VNode:
                 if name.isdigit():
                     self._store(table, int(name), None).load()
         gc.collect()  # reading footers left pyarrow's metadata cycles (see pages.plain_layout)
-        if self.wal is not None:
-            records = self.wal.replay()
-            for table, kp, key, blob in records:
-                if table in self.config.tables:
-                    self._fold(self._store(table, kp, None), table, key, blob)
-            log.info("vnode %s/%s replayed %d logged writes", self.node, self.partition, len(records))
 
     def _fold(self, store: RangeStore, table: str, key: Any, blob: bytes) -> bool:
         """Merge one incoming state into ``store``; True when it changed what was there."""
@@ -243,6 +240,12 @@ class VNode:
         if self.wal is not None and self.wal.size_bytes > self.config.storage.wal_checkpoint_mb * 2**20:
             self.checkpoint()
 
+    def _log(self, table: str, kp: int, hint: Optional[int], entries: list) -> list:
+        """Log records [table, kp, key, blob, hint] of a durable table's changed entries."""
+        if table not in self.durable:
+            return []
+        return [(table, kp, key, blob, hint) for key, blob in entries]
+
     def _evict(self, table: str) -> int:
         """Past the table's max_memory_mb, drop its least recently used keys (own ranges first,
         each its share) down to 90 % of the limit. Returns the keys dropped."""
@@ -265,27 +268,37 @@ class VNode:
         if not dropped:
             return 0
         self.evicted += len(dropped)
-        metrics.count("dynamo_evictions_total", len(dropped), table=table)
+        self.transport.metrics.count("dynamo_evictions_total", len(dropped), table=table)
         if self.config.tables[table].conflict == "siblings" and any(
                 self.actor in versioning.decode(blob).clock for _, blob in dropped):
-            self.actor = new_actor_id()  # its clock entries there no longer cover its own dots
+            self.actor = self._new_id()  # its clock entries there no longer cover its own dots
         release_free_memory()
         return len(dropped)
 
     def checkpoint(self) -> int:
-        """Put every durable write since the last checkpoint into segments, then truncate the
-        log: its entries are on disk twice until then, never zero times."""
+        """Shrink the log: put every durable write of an own range since the last checkpoint
+        into segments, then replace the log by one holding what segments do not (hinted
+        copies; every range, where this disk keeps no segments). Its entries are on disk
+        twice until then, never zero times. Returns the keys now in the new log."""
         if self.wal is None:
             return 0
-        flushed = sum(s.flush() for (t, _), s in self.ranges.items() if t in self.durable)
-        self.wal.truncate()
-        return flushed
+        kept = []
+        for (table, kp), store in self.ranges.items():
+            if table in self.durable:
+                if self.segments:
+                    store.flush()
+                else:
+                    kept += self._log(table, kp, None, store.items())
+        for (table, kp, hint), store in self.hinted.items():
+            kept += self._log(table, kp, hint, store.items())
+        self.wal.rewrite(kept)
+        return len(kept)
 
     def maintain(self) -> dict:
         """The node's round every few seconds: expire what is due, fold the segments of ranges
         that have more than ``compact_after_segments``, hand freed heap pages back to the OS.
         Returns {"expired": keys turned into tombstones or dropped, "compacted": segments}."""
-        expired = self._expire_due(time.time_ns() // 1_000_000)
+        expired = self._expire_due(int(self.clock.time() * 1000))
         limit = self.config.storage.compact_after_segments
         folded = sum(s.compact() for s in list(self.ranges.values()) if len(s.segments) > limit)
         release_free_memory()  # also what serving reads freed since the last round (~1 ms)
@@ -320,7 +333,7 @@ class VNode:
             store.destroy()
         if self.wal is not None:
             self.wal.close()
-            os.remove(self.wal.path)
+            self.files.remove(self.wal.path)
             self.wal = None
 
     def _copies(self, table: str, kp: int) -> list[RangeStore]:
@@ -344,11 +357,14 @@ class VNode:
         tcfg = self.config.tables[table]
         max_entries = self.config.versioning.max_clock_entries
         min_age_ms = int(self.config.versioning.prune_min_age_s * 1000)
+        if self.switches.prune_without_age_floor:  # negative control: Riak's age floor off
+            max_entries, min_age_ms = 2, 0
         now = self._now_ms()
         out = []
         logged: list = []
         for kp, hint, writes in groups:
-            writes = _resolved_writes(writes)
+            values = self.transport.resolve([value for _, _, value in writes])
+            writes = [(key, ctx, value) for (key, ctx, _), value in zip(writes, values)]
             store = self._store(table, kp, hint)
             if hint is not None:
                 self.coordinated_hints.add((table, kp, hint))
@@ -371,8 +387,7 @@ class VNode:
                 store.put(key, blob, mine)
                 blobs.append(blob)
             out.append(blobs)
-            if table in self.durable and hint is None:
-                logged += [(table, kp, key, blob) for (key, _, _), blob in zip(writes, blobs)]
+            logged += self._log(table, kp, hint, [(key, b) for (key, _, _), b in zip(writes, blobs)])
         if logged:
             self.wal.append(logged)  # fsynced before the acknowledgement leaves this vnode
         self._after_writes(table)
@@ -387,18 +402,23 @@ class VNode:
             return self.ring.version, None
         policy = self.config.tables[table].conflict
         changed = []
+        logged: list = []
         for kp, hint, entries in groups:
-            entries = _resolved_entries(entries)
+            blobs = self.transport.resolve([blob for _, blob in entries])
             store = self._store(table, kp, hint)
             count = 0
             olds = store.get_many([key for key, _ in entries])
-            for (key, blob), old in zip(entries, olds):
+            for (key, _), blob, old in zip(entries, blobs, olds):
                 if old != blob:
                     new = versioning.merge_blobs(old, blob, policy)
                     if new != old:
                         store.put(key, new, old)
                         count += 1
+                        if not self.switches.log_at_coordinator_only:
+                            logged += self._log(table, kp, hint, [(key, new)])
             changed.append(count)
+        if logged:
+            self.wal.append(logged)  # a replica's copy is durable too, before it answers
         self._after_writes(table)
         return self.ring.version, changed
 
@@ -475,7 +495,7 @@ class VNode:
                 dropped += len(store)
                 store.destroy()
         if dropped:
-            self.actor = new_actor_id()
+            self.actor = self._new_id()
         return dropped
 
     # --- hinted handoff (DESIGN §4) ------------------------------------------------------------
@@ -511,7 +531,7 @@ class VNode:
             del self.hinted[hint]
         if dropped and hint in self.coordinated_hints:
             self.coordinated_hints.discard(hint)
-            self.actor = new_actor_id()
+            self.actor = self._new_id()
         return dropped
 
     # --- anti-entropy (DESIGN §4): the far side of antientropy.exchange -----------------------
@@ -557,7 +577,7 @@ class VNode:
     def record_exchange(self, figures: dict) -> None:
         for name in ("ae_ranges", "ae_nodes", "ae_keys", "ae_bytes"):
             self.exchanges[name] += figures.get(name, 0)
-        self.exchanges["ae_last"] = time.time()
+        self.exchanges["ae_last"] = self.clock.time()
 
     def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
         """Fault injection: answer every request ``delay_ms`` late; skew the version clock."""

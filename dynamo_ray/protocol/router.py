@@ -1,20 +1,25 @@
-"""Coordination of reads and writes: Dynamo's request state machine (§4.5-4.7).
+"""The request state machine of reads and writes (Dynamo §4.5-4.7): the `Router`.
 
 Role: turn a batch of gets or puts on one table into as few vnode calls as possible (one per
 vnode per round), wait for R or W of the N replicas of every key range, and repair what it saw
-stale. The same `Router` runs inside each node's `Coordinator` actor (routing "coordinator")
-and, later, in a caller's process (routing "client").
+stale. The same Router runs inside each node's `Coordinator` (routing "coordinator") and in a
+caller's process (routing "client"), and in the simulator: it speaks only to its transport.
 
 Rules it keeps:
-- every call between actors has a deadline (`timeouts.request_ms`); a vnode that times out or
-  errs is marked down by this router's local failure detector and probed again after a back-off
-  that doubles per consecutive failure (§4.8.1: a local view, never waiting for Ray's own);
+- every call has a deadline (`timeouts.request_ms`); a vnode that times out or errs is marked
+  down by this router's local failure detector and probed again after a back-off that doubles
+  per consecutive failure (§4.8.1: a local view, never waiting for Ray's own);
 - a put is coordinated by the first reachable primary of the key's preference list (a fallback
   only when none is), which makes the new version and returns it; the other replicas merge it;
-- sloppy quorum (§4.6): a down or unreachable primary is replaced by the next healthy fallback in
-  walk order, which keeps the write under a hint naming the primary; ``strict`` tables and
-  ``sloppy=False`` requests use primaries only;
-- a read merges the states of R replicas; after answering it waits for the rest until the
+- sloppy quorum (§4.6): a down or unreachable primary is replaced by the next healthy fallback
+  in walk order, which keeps the write under a hint naming the primary; when no healthy one is
+  left, a vnode in back-off is probed before the router settles for fewer; ``strict`` tables
+  and ``sloppy=False`` requests use primaries only;
+- N copies: a put answers once W replicas hold it and goes on in the background until N
+  distinct nodes do (primaries, or fallbacks under hints), each replica that fails or times out
+  getting the next fallback, until the request's deadline. So whenever N nodes are up every
+  acknowledged write reaches N of them;
+- a read merges the states of R replicas; after answering it waits for the rest until their
   deadline and sends the merged state to every primary that replied stale or missing.
 """
 
@@ -22,19 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Iterable, Optional
 
-import ray
-
-from . import metrics, placement, versioning
-from .config import StoreConfig
-from .errors import InvalidArgument, Overloaded, TableNotFound, Unavailable
-from .ring import Ring
-
-
-BIG_STATE_BYTES = 100 * 1024
+from .. import versioning
+from ..config import StoreConfig
+from ..errors import InvalidArgument, Overloaded, TableNotFound, Unavailable
+from ..ring import Ring
+from .switches import NONE, Switches
+from .transport import CallTimeout, Transport, vnode_at
 
 
 class _RangeJob:
@@ -49,7 +50,7 @@ class _RangeJob:
         self.payload: list = []  # writes (key, ctx, value) or, after coordination, (key, blob)
         self.primaries = primaries
         self.slots = slots  # [(vnode, hint)]: the N replicas this request uses
-        self.spare = spare  # fallbacks not used yet, in walk order
+        self.spare = spare  # fallbacks not used yet, in walk order, healthy ones first
         self.acks = 0
         self.replies: list = []  # reads: (vnode, [blob | None])
         self.blobs: Optional[list] = None  # puts: the coordinated states
@@ -68,13 +69,15 @@ class _RangeJob:
 
 
 class Router:
-    def __init__(self, store: str, config: StoreConfig, ring: Ring, origin: Optional[str] = None):
-        self.store = store
+    def __init__(self, config: StoreConfig, ring: Ring, transport: Transport,
+                 origin: Optional[str] = None, switches: Switches = NONE):
         self.config = config
         self.ring = ring
+        self.transport = transport
+        self.clock = transport.clock
+        self.metrics = transport.metrics
         self.origin = origin  # the node this router runs for (None: a client process)
-        self.unreachable: frozenset = frozenset()  # nodes cut off from origin (Store.partition)
-        self._handles: dict[int, tuple[str, Any]] = {}
+        self.switches = switches
         self._down_until: dict[int, float] = {}
         self._failures: dict[int, int] = {}
         self._background: set = set()
@@ -88,11 +91,16 @@ class Router:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
+    async def settle(self) -> None:
+        """Wait for the background work of earlier requests (writes going on to N copies,
+        read repairs) to end."""
+        while self._background:
+            await asyncio.wait(list(self._background))
+
     # --- membership and local failure detection --------------------------------------------
     def set_ring(self, ring: Ring) -> None:
         if ring.version > self.ring.version:
             self.ring = ring
-            self._handles.clear()
 
     def _learn_ring(self, vnode: int, version: int) -> None:
         """A reply carried a newer ring version than ours: fetch that ring from the vnode that
@@ -103,69 +111,49 @@ class Router:
 
     async def _fetch_ring(self, vnode: int) -> None:
         try:
-            handle = self._handle(vnode)
-            if handle is not None:
-                ring = await asyncio.wait_for(handle.ring_view.remote(),
-                                              self.config.timeouts.request_ms / 1000)
-                self.set_ring(ring)
+            self.set_ring(await self._call(vnode, "ring_view"))
         except Exception:
             pass
         finally:
             self._fetching_ring = False
 
-    def set_unreachable(self, nodes: Iterable[str]) -> None:
-        self.unreachable = frozenset(nodes)
-
     def usable(self, vnode: int) -> bool:
-        if self.ring.owners[vnode] in self.unreachable:
-            return False
-        return self._down_until.get(vnode, 0.0) <= time.monotonic()
+        return self._down_until.get(vnode, 0.0) <= self.clock.monotonic()
 
     def mark_down(self, vnode: int) -> None:
         fd = self.config.failure_detection
         failures = self._failures.get(vnode, 0) + 1
         self._failures[vnode] = failures
         backoff_ms = min(fd.backoff_ms * 2 ** (failures - 1), fd.max_backoff_ms)
-        self._down_until[vnode] = time.monotonic() + backoff_ms / 1000
-        self._handles.pop(vnode, None)  # re-resolve by name on the probe: it may have restarted
+        self._down_until[vnode] = self.clock.monotonic() + backoff_ms / 1000
+        self.transport.forget(self._address(vnode))  # it may have restarted by the probe
 
     def mark_up(self, vnode: int) -> None:
         if self._failures.pop(vnode, None) is not None:
             self._down_until.pop(vnode, None)
 
     def down_vnodes(self) -> list[int]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return sorted(v for v, t in self._down_until.items() if t > now)
 
-    def _handle(self, vnode: int) -> Any:
-        owner = self.ring.owners[vnode]
-        cached = self._handles.get(vnode)
-        if cached is not None and cached[0] == owner:
-            return cached[1]
-        handle = placement.lookup(placement.vnode_actor_name(self.store, owner, vnode))
-        if handle is not None:
-            self._handles[vnode] = (owner, handle)
-        return handle
+    def _address(self, vnode: int):
+        return vnode_at(self.ring.owners[vnode], vnode)
 
-    def _call(self, vnode: int, method: str, *args: Any, **kwargs: Any) -> asyncio.Future:
-        """Start one vnode call; a vnode that is unreachable or gone gives a failed future."""
-        if self.ring.owners[vnode] in self.unreachable:
-            return _failed(ConnectionError(f"vnode {vnode} is on the other side of a partition"))
-        handle = self._handle(vnode)
-        if handle is None:
-            return _failed(LookupError(f"vnode {vnode} has no live actor"))
-        try:
-            return asyncio.wrap_future(getattr(handle, method).remote(*args, **kwargs).future())
-        except ray.exceptions.PendingCallsLimitExceeded:
-            return _failed(Overloaded(f"vnode {vnode} has {self.config.overload.max_pending_calls}"
-                                      " calls from this router queued"))
-        except Exception as e:
-            return _failed(e)
+    def _call(self, vnode: int, method: str, *args: Any, timeout_s: Optional[float] = None,
+              **kwargs: Any) -> asyncio.Future:
+        """Start one vnode call with a deadline; a failure nobody awaits is still retrieved."""
+        if timeout_s is None:
+            timeout_s = self.config.timeouts.request_ms / 1000
+        future = self.transport.call(self._address(vnode), method, *args, timeout_s=timeout_s,
+                                     **kwargs)
+        future.add_done_callback(_retrieve)
+        return future
 
-    def _keep(self, awaitable: Any) -> None:
+    def _keep(self, awaitable: Any) -> asyncio.Future:
         task = asyncio.ensure_future(awaitable)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     @contextlib.contextmanager
     def _admitted(self, sent_at: Optional[float] = None):
@@ -176,9 +164,10 @@ class Router:
         if self.inflight >= overload.max_inflight_requests:
             raise Overloaded(f"{overload.max_inflight_requests} requests are in flight at this "
                              "coordinator; retry later")
-        if sent_at is not None and (time.time() - sent_at) * 1000 > overload.max_queue_ms:
-            raise Overloaded(f"the request queued {(time.time() - sent_at) * 1000:.0f} ms before "
-                             "a coordinator could take it; retry later")
+        queued_ms = 0.0 if sent_at is None else (self.clock.time() - sent_at) * 1000
+        if queued_ms > overload.max_queue_ms:
+            raise Overloaded(f"the request queued {queued_ms:.0f} ms before a coordinator could "
+                             "take it; retry later")
         self.inflight += 1
         try:
             yield
@@ -188,7 +177,7 @@ class Router:
     @contextlib.contextmanager
     def _measured(self, op: str, table: str):
         """Latency (for the anti-entropy throttle and the metrics) and outcome of a request."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         outcome = "ok"
         try:
             yield
@@ -199,12 +188,12 @@ class Router:
             outcome = "unavailable"
             raise
         finally:
-            elapsed_ms = (time.monotonic() - started) * 1000
+            elapsed_ms = (self.clock.monotonic() - started) * 1000
             self.latencies_ms.append(elapsed_ms)
             routing = "client" if self.origin is None else "coordinator"
-            metrics.observe("dynamo_request_latency_ms", elapsed_ms, op=op, table=table,
-                            routing=routing)
-            metrics.count("dynamo_requests_total", op=op, table=table, outcome=outcome)
+            self.metrics.observe("dynamo_request_latency_ms", elapsed_ms, op=op, table=table,
+                                 routing=routing)
+            self.metrics.count("dynamo_requests_total", op=op, table=table, outcome=outcome)
 
     # --- planning ----------------------------------------------------------------------------
     def _table(self, table: str):
@@ -215,7 +204,9 @@ class Router:
 
     def _plan(self, keys: Iterable, n: int, sloppy: bool) -> tuple[dict, list]:
         """Group keys by range and choose each range's replicas: healthy primaries, and for
-        each unusable primary the next healthy fallback (sloppy) with a hint naming it."""
+        each primary in back-off the next healthy fallback (sloppy) with a hint naming it, or,
+        when none is healthy, the primary itself as a probe. Fallbacks in back-off come last
+        among the spares: probed before the request settles for fewer than N."""
         jobs: dict[int, _RangeJob] = {}
         index: list = []
         partition_of = self.ring.partition_of
@@ -224,12 +215,16 @@ class Router:
             job = jobs.get(kp)
             if job is None:
                 primaries = self.ring.preference_list(kp, n)
-                spare = [f for f in self.ring.fallbacks(kp, n) if self.usable(f)] if sloppy else []
+                spare: list = []
+                if sloppy:
+                    fallbacks = self.ring.fallbacks(kp, n)
+                    spare = ([f for f in fallbacks if self.usable(f)]
+                             + [f for f in fallbacks if not self.usable(f)])
                 slots = []
                 for p in primaries:
-                    if self.usable(p):
+                    if self.usable(p) or not spare or not self.usable(spare[0]):
                         slots.append((p, None))
-                    elif spare:
+                    else:
                         slots.append((spare.pop(0), p))
                 job = jobs[kp] = _RangeJob(kp, primaries, slots, spare)
             index.append((job, len(job.keys)))
@@ -238,37 +233,29 @@ class Router:
 
     def _deadline(self, calls: int) -> float:
         """A request may spend ``calls`` call deadlines in sequence (a failed call's substitute)."""
-        return time.monotonic() + calls * self.config.timeouts.request_ms / 1000
+        return self.clock.monotonic() + calls * self.config.timeouts.request_ms / 1000
 
-    async def _fan_out(
-        self,
-        table: str,
-        method: str,
-        sends: dict,
-        group: Callable,
-        on_reply: Callable,
-        on_failure: Callable,
-        done: Callable,
-        deadline: float,
-    ) -> dict:
+    async def _fan_out(self, table: str, method: str, sends: dict, group: Callable,
+                       on_reply: Callable, on_failure: Callable, done: Callable,
+                       deadline: float) -> dict:
         """Send ``sends`` ({vnode: [(job, hint)]}), one call per vnode, until ``done()`` or the
-        request's deadline. A call that fails or outlives its own deadline (request_ms) marks
-        its vnode down and gives each of its jobs a substitute via ``on_failure``.
-        Returns the calls still outstanding: {future: (vnode, items, call deadline)}."""
+        request's deadline. A call that fails or outlives its deadline marks its vnode down and
+        gives each of its jobs a substitute via ``on_failure``.
+        Returns the calls still outstanding: {future: (vnode, items)}."""
         pending: dict = {}
-        call_ms = self.config.timeouts.request_ms / 1000
+        call_s = self.config.timeouts.request_ms / 1000
 
         def launch(batch: dict) -> None:
-            now = time.monotonic()
-            expires = min(now + call_ms, deadline)
+            timeout_s = max(0.0, min(call_s, deadline - self.clock.monotonic()))
             # the vnode drops the call unserved once this router has given up on it
-            expires_at = time.time() + (expires - now)
+            expires_at = self.clock.time() + timeout_s
             for vnode, items in batch.items():
                 groups = [group(job, hint) for job, hint in items]
-                call = self._call(vnode, method, table, groups, expires_at=expires_at)
-                pending[call] = (vnode, items, expires)
+                call = self._call(vnode, method, table, groups, timeout_s=timeout_s,
+                                  expires_at=expires_at)
+                pending[call] = (vnode, items)
 
-        def fail(vnode: int, items: list, retry: dict, error: Optional[BaseException] = None) -> None:
+        def fail(vnode: int, items: list, retry: dict, error: BaseException) -> None:
             if isinstance(error, Overloaded):
                 # Busy, not down: no fallback stands in (it would answer "not found" for keys
                 # it does not hold); the request is shed if too few others answer.
@@ -283,34 +270,26 @@ class Router:
 
         launch(sends)
         while pending and not done():
-            now = time.monotonic()
-            if now >= deadline:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
                 break
-            first_expiry = min(expires for _, _, expires in pending.values())
-            finished, _ = await asyncio.wait(
-                pending, timeout=max(0.0, first_expiry - now), return_when=asyncio.FIRST_COMPLETED
-            )
+            finished, _ = await asyncio.wait(pending, timeout=remaining,
+                                             return_when=asyncio.FIRST_COMPLETED)
             retry: dict = defaultdict(list)
             for fut in finished:
-                vnode, items, _ = pending.pop(fut)
-                if fut.exception() is None and fut.result()[1] is None:
-                    fail(vnode, items, retry, TimeoutError(f"vnode {vnode} expired the call"))
-                elif fut.exception() is None:
+                vnode, items = pending.pop(fut)
+                error = fut.exception()
+                if error is None and fut.result()[1] is None:
+                    fail(vnode, items, retry, CallTimeout(f"vnode {vnode} expired the call"))
+                elif error is None:
                     self.mark_up(vnode)
                     ring_version, results = fut.result()
                     self._learn_ring(vnode, ring_version)
                     for (job, hint), result in zip(items, results):
                         on_reply(job, vnode, hint, result)
                 else:
-                    fail(vnode, items, retry, fut.exception())
-            now = time.monotonic()
-            for fut in [f for f, (_, _, expires) in pending.items() if expires <= now]:
-                vnode, items, _ = pending.pop(fut)  # a local timeout: the call's deadline passed
-                fail(vnode, items, retry)
+                    fail(vnode, items, retry, error)
             launch(retry)
-        now = time.monotonic()
-        for fut in [f for f, (_, _, expires) in pending.items() if expires <= now]:
-            self.mark_down(pending.pop(fut)[0])  # the request's deadline passed first
         return pending
 
     # --- reads --------------------------------------------------------------------------------
@@ -342,10 +321,9 @@ class Router:
         def done():
             return all(len(j.replies) >= r for j in jobs.values())
 
-        deadline = self._deadline(2)
         pending = await self._fan_out(
             table, "get", sends, lambda job, hint: (job.kp, job.keys), on_reply, on_failure,
-            done, deadline,
+            done, self._deadline(2),
         )
         short = [j for j in jobs.values() if len(j.replies) < r]
         if short and not partial:
@@ -353,8 +331,8 @@ class Router:
         policy = tcfg.conflict
         merged = {kp: _merge_replies(job.replies, policy)
                   for kp, job in jobs.items() if len(job.replies) >= r}
-        metrics.count("dynamo_siblings_returned_total", table=table,
-                      value=sum(_has_siblings(b) for states in merged.values() for b in states))
+        self.metrics.count("dynamo_siblings_returned_total", table=table,
+                           value=sum(_has_siblings(b) for states in merged.values() for b in states))
         if self.config.read_repair:
             self._keep(self._read_repair(table, jobs, pending, policy))
         if not partial:
@@ -362,18 +340,18 @@ class Router:
         return _partial(index, merged, short, r, lambda j: len(j.replies), "read")
 
     async def _read_repair(self, table: str, jobs: dict, pending: dict, policy: str) -> None:
-        """Wait for late replies until their calls' deadlines, then send the merged state to every
-        primary that replied stale or missing."""
+        """Wait for late replies (each call ends by its own deadline), then send the merged
+        state to every primary that replied stale or missing."""
         if pending:
-            last = max(expires for _, _, expires in pending.values())
-            finished, _ = await asyncio.wait(pending, timeout=max(0.0, last - time.monotonic()))
-            for fut in finished:
-                vnode, items, _ = pending[fut]
+            await asyncio.wait(pending)
+            for fut, (vnode, items) in pending.items():
                 if fut.exception() is None and fut.result()[1] is not None:
                     for (job, _), blobs in zip(items, fut.result()[1]):
                         job.replies.append((vnode, blobs))
         repairs: dict = defaultdict(list)
         for job in jobs.values():
+            if not job.replies:
+                continue
             merged = _merge_replies(job.replies, policy)
             for vnode, blobs in job.replies:
                 if vnode not in job.primaries:
@@ -382,9 +360,9 @@ class Router:
                 if stale:
                     repairs[vnode].append((job.kp, None, stale))
         for vnode, groups in repairs.items():
-            metrics.count("dynamo_read_repairs_total", table=table,
-                          value=sum(len(entries) for _, _, entries in groups))
-            self._keep(_quiet(self._call(vnode, "merge", table, groups)))
+            self.metrics.count("dynamo_read_repairs_total", table=table,
+                               value=sum(len(entries) for _, _, entries in groups))
+            self._call(vnode, "merge", table, groups)
 
     # --- writes -------------------------------------------------------------------------------
     async def put_many(self, table: str, writes: list, w: Optional[int] = None,
@@ -405,7 +383,7 @@ class Router:
             job.payload.append(write)
         deadline = self._deadline(3)
         await self._coordinate(table, jobs, deadline)
-        await self._replicate(table, jobs, w, deadline)
+        await self._replicate(table, jobs, w, tcfg.n, deadline)
         short = [j for j in jobs.values() if j.acks < w]
         if short and not partial:
             raise _unavailable("write", short, w, lambda j: j.acks)
@@ -433,7 +411,7 @@ class Router:
         def on_reply(job, vnode, hint, blobs):
             job.blobs, job.coordinator, job.acks = blobs, vnode, 1
             if hint is not None:
-                metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
+                self.metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
 
         def on_failure(job, vnode, hint):
             job.substitute(vnode, hint)
@@ -448,37 +426,57 @@ class Router:
             deadline,
         )
 
-    async def _replicate(self, table: str, jobs: dict, w: int, deadline: float) -> None:
+    async def _replicate(self, table: str, jobs: dict, w: int, n: int, deadline: float) -> None:
+        """Send the coordinated states to the other replicas; return once every range has W
+        acknowledgements (or none can get them), leaving the rest to go on in the background
+        until N distinct nodes hold each range's write."""
         sends: dict = defaultdict(list)
         for job in jobs.values():
             if job.blobs is None:
                 continue
             # a large state goes into the object store once, for all the replicas it goes to
-            job.payload = [(k, ray.put(b) if len(b) > BIG_STATE_BYTES else b)
-                           for k, b in zip(job.keys, job.blobs)]
+            job.payload = [(k, self.transport.share(b)) for k, b in zip(job.keys, job.blobs)]
             for vnode, hint in job.slots:
                 if vnode != job.coordinator:
                     sends[vnode].append((job, hint))
+        written = [j for j in jobs.values() if j.blobs is not None]
+        quorum = asyncio.Event()
+
+        def at_quorum() -> bool:
+            return all(j.acks >= w for j in written)
 
         def on_reply(job, vnode, hint, count):
             job.acks += 1
             if hint is not None:
-                metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
+                self.metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
+            if at_quorum():
+                quorum.set()
 
         def on_failure(job, vnode, hint):
             return job.substitute(vnode, hint)
 
-        await self._fan_out(
-            table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload),
-            on_reply, on_failure, lambda: all(j.acks >= w for j in jobs.values()), deadline,
-        )
+        if self.switches.stop_at_w:  # negative control: forget the write at W
+            await self._fan_out(table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload),
+                                on_reply, on_failure, at_quorum, deadline)
+            return
+        if at_quorum() and not sends:
+            return
+        copies = self._keep(self._fan_out(
+            table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload), on_reply,
+            on_failure, lambda: all(j.acks >= n for j in written), deadline))
+        if at_quorum():
+            return
+        waiter = asyncio.ensure_future(quorum.wait())
+        await asyncio.wait([copies, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
 
 
 class Coordinator:
-    """The coordinator actor of one node: a Router whose origin is that node."""
+    """The coordinator of one node (stateless: a Router whose origin is that node). The
+    runtime wraps it with ``ray.remote``; the simulator calls it directly."""
 
-    def __init__(self, store: str, node: str, config: StoreConfig, ring: Ring):
-        self.router = Router(store, config, ring, origin=node)
+    def __init__(self, node: str, config: StoreConfig, ring: Ring, transport: Transport):
+        self.router = Router(config, ring, transport, origin=node)
 
     def ready(self) -> bool:
         return True
@@ -495,7 +493,7 @@ class Coordinator:
         return self.router.latency_p99_ms()
 
     def set_unreachable(self, nodes: list) -> None:
-        self.router.set_unreachable(nodes)
+        self.router.transport.set_unreachable(frozenset(nodes))
 
     def set_ring(self, ring: Ring) -> None:
         self.router.set_ring(ring)
@@ -505,6 +503,11 @@ class Coordinator:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _quorum(value: Optional[int], default: int, n: int, name: str) -> int:
     if value is None:
         return default
@@ -556,16 +559,3 @@ def _partial(index: list, states: dict, short: list, needed: int, got: Callable,
         else:
             results.append(states[job.kp][i] if states.get(job.kp) is not None else None)
     return results, failed
-
-
-def _failed(exc: BaseException) -> asyncio.Future:
-    fut = asyncio.get_running_loop().create_future()
-    fut.set_exception(exc)
-    return fut
-
-
-async def _quiet(fut: asyncio.Future) -> None:
-    try:
-        await fut
-    except Exception:
-        pass

@@ -1,60 +1,69 @@
-"""Node: one physical node of the store, pinned to one Ray node (DESIGN §1).
+"""Node: one physical node of the store (DESIGN §1).
 
-Role: create and own the vnodes of the partitions this node serves and its coordinator (a
-node's death takes them with it, as a crashed host takes its processes); gossip membership and
-heartbeats with its peers; answer for its vnodes when the store is inspected or changes
-membership; and run the maintenance loop that launches hinted handoff and anti-entropy as Ray
-tasks pinned to this node.
+Role: own the vnodes of the partitions this node serves and its coordinator (a node's death
+takes them with it, as a crashed host takes its processes: its `NodeHost` creates them where
+the node runs); gossip membership and heartbeats with its peers; answer for its vnodes when the
+store is inspected or changes membership; and run the maintenance loop that launches hinted
+handoff and anti-entropy as background work (`Transport.launch`: a Ray task pinned to this
+node in the runtime) and has every vnode expire and compact.
 
-Must not: sit on the request path (requests go to coordinators and vnodes directly), or block
-its event loop on a call without a deadline.
+Must not: sit on the request path (requests go to coordinators and vnodes directly), or wait
+on a call without a deadline. Reaches its vnodes and peers only through its transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
-import ray
-
-from . import antientropy, handoff, placement
-from .config import StoreConfig
-from .coordinator import Coordinator
-from .gossip import View
-from .ring import Ring
-from .vnode import VNode
+from ..config import StoreConfig
+from ..gossip import View
+from ..ring import Ring
+from . import antientropy, handoff, membership
+from .transport import Address, Transport, coordinator_at, node_at, vnode_at
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 5.0  # each vnode: expire what is due, compact, trim the heap
+START_TIMEOUT_S = 180.0
+
+
+class NodeHost(Protocol):
+    """Where a node's vnodes and coordinator live: the runtime spawns actors pinned to the
+    node's Ray node; the simulator creates objects on its network."""
+
+    place: str  # where this node runs (a Ray node id; a simulated host)
+
+    def spawn_vnode(self, node: str, partition: int, ring: Ring) -> Any:
+        """Start the vnode; returns what the transport may `adopt` to reach it."""
+
+    def spawn_coordinator(self, node: str, ring: Ring) -> Any: ...
+
+    def kill(self, address: Address) -> None: ...
 
 
 class Node:
     def __init__(self, store: str, name: str, config: StoreConfig, ring: Ring,
-                 host: Optional[list[int]] = None):
-        """``host``: the partitions to create vnodes for when they are not (yet) this node's in
+                 transport: Transport, host: NodeHost, partitions: Optional[list[int]] = None):
+        """``partitions``: the vnodes to create when they are not (yet) this node's in
         ``ring`` (a node joining: it receives data before the new ring commits)."""
         self.store = store
         self.name = name
         self.config = config
-        self.ray_node = placement.current_ray_node()
-        self.view = View(name, ring, incarnation=time.time_ns(), now=time.monotonic())
-        self.vnodes: dict[int, Any] = {}
-        self._spawn_vnodes(ring.partitions_of(name) if host is None else host)
-        self.coordinator = placement.spawn(
-            Coordinator, placement.coordinator_actor_name(store, name), store, name, config, ring,
-            ray_node_id=self.ray_node,
-        )
+        self.transport = transport
+        self.clock = transport.clock
+        self.host = host
+        self.view = View(name, ring, incarnation=int(self.clock.time() * 1e9),
+                         now=self.clock.monotonic())
+        self.vnodes: dict[int, Address] = {}
+        self._spawn_vnodes(ring.partitions_of(name) if partitions is None else partitions)
+        self.coordinator = coordinator_at(name)
+        transport.adopt(self.coordinator, host.spawn_coordinator(name, ring))
         self.unreachable: frozenset = frozenset()  # nodes cut off by Store.partition
-        self._delivery: Optional[Any] = None  # the handoff task in flight
+        self._delivery: Optional[asyncio.Future] = None  # the handoff work in flight
+        self._exchange: Optional[asyncio.Future] = None  # the anti-entropy work in flight
         self._maintenance: Optional[asyncio.Task] = None
-        pinned = dict(num_cpus=0, max_retries=0, scheduling_strategy=placement.pinned(self.ray_node))
-        self._deliver = ray.remote(handoff.deliver_all).options(**pinned)
-        self._exchange = ray.remote(antientropy.run_round).options(**pinned)
-        self._exchange_task: Optional[Any] = None
         self.antientropy_rounds = {"done": 0, "paused": 0, "last": {}}
 
     @property
@@ -64,37 +73,44 @@ class Node:
     def _deadline_s(self) -> float:
         return self.config.timeouts.request_ms / 1000
 
-    def _spawn_vnodes(self, partitions: list[int]) -> list[Any]:
+    def _call(self, to: Address, method: str, *args: Any,
+              timeout_s: Optional[float] = None) -> asyncio.Future:
+        return self.transport.call(to, method, *args, timeout_s=timeout_s or self._deadline_s())
+
+    def _spawn_vnodes(self, partitions: list[int]) -> list[Address]:
         spawned = []
         for p in partitions:
             if p not in self.vnodes:
-                self.vnodes[p] = placement.spawn(
-                    VNode, placement.vnode_actor_name(self.store, self.name, p), self.store,
-                    self.name, p, self.config, self.ring, ray_node_id=self.ray_node,
-                    max_pending_calls=self.config.overload.max_pending_calls)
+                self.vnodes[p] = vnode_at(self.name, p)
+                self.transport.adopt(self.vnodes[p], self.host.spawn_vnode(self.name, p, self.ring))
                 spawned.append(self.vnodes[p])
         return spawned
 
     async def ready(self) -> str:
         """Returns once every vnode and the coordinator of this node answer."""
-        await asyncio.gather(
-            *(v.ready.remote() for v in self.vnodes.values()), self.coordinator.ready.remote()
-        )
+        await asyncio.gather(*(self._call(a, "ready", timeout_s=START_TIMEOUT_S)
+                               for a in [*self.vnodes.values(), self.coordinator]))
         if self._maintenance is None:
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
         return self.name
 
     def describe(self) -> dict:
         return {"node": self.name, "config": self.config, "ring": self.ring,
-                "ray_node": self.ray_node}
+                "ray_node": self.host.place}
+
+    def stop(self) -> None:
+        """Stop the maintenance loop (the simulator's crash; the runtime kills the actor)."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
 
     # --- maintenance loop --------------------------------------------------------------------
     async def _maintain(self) -> None:
         """Gossip every ``gossip.interval_s``, launch hinted handoff every
-        ``handoff.interval_s`` and anti-entropy every ``antientropy.interval_s``."""
+        ``handoff.interval_s`` and anti-entropy every ``antientropy.interval_s``, and have
+        every vnode expire and compact every `MAINTENANCE_INTERVAL_S`."""
         cfg = self.config
-        loop = asyncio.get_running_loop()
-        due = {name: loop.time() for name in ("gossip", "handoff", "antientropy", "maintenance")}
+        due = {name: self.clock.monotonic()
+               for name in ("gossip", "handoff", "antientropy", "maintenance")}
         every = {"gossip": cfg.gossip.interval_s, "handoff": cfg.handoff.interval_s,
                  "antientropy": cfg.antientropy.interval_s, "maintenance": MAINTENANCE_INTERVAL_S}
         enabled = {"gossip": True, "handoff": cfg.handoff.enabled,
@@ -102,44 +118,44 @@ class Node:
         rounds = {"gossip": self._gossip_round, "handoff": self._handoff_round,
                   "antientropy": self._antientropy_round, "maintenance": self._maintenance_round}
         while True:
-            await asyncio.sleep(min(0.5, *every.values()))
+            await self.clock.sleep(min(0.5, *every.values()))
             for activity, run in rounds.items():
-                now = loop.time()
+                now = self.clock.monotonic()
                 if not enabled[activity] or now < due[activity]:
                     continue
                 due[activity] = now + every[activity]
                 try:
                     await run()
+                except asyncio.CancelledError:
+                    raise
                 except Exception:  # the loop must outlive any one bad round
                     log.exception("%s round failed on %s", activity, self.name)
 
     async def _maintenance_round(self) -> None:
         """Each vnode in turn expires what is due and compacts (`VNode.maintain`)."""
-        for vnode in list(self.vnodes.values()):
+        for address in list(self.vnodes.values()):
             try:
-                await asyncio.wait_for(vnode.maintain.remote(), 60)
+                await self._call(address, "maintain", timeout_s=60)
             except Exception:
-                log.exception("maintenance failed on %s", self.name)
+                log.exception("maintenance failed on %s", address)
 
     # --- gossip (Dynamo §4.8) ----------------------------------------------------------------
     async def _gossip_round(self) -> None:
-        self.view.beat(time.monotonic())
+        self.view.beat(self.clock.monotonic())
         peers = [n for n in self.ring.nodes if n != self.name and n not in self.unreachable]
         if not peers:
             return
-        targets = {random.choice(peers)}
-        seeds = [s for s in (self.config.gossip.seeds or self.ring.nodes[:1])
-                 if s in peers]
+        rng = self.transport.rng
+        targets = [rng.choice(peers)]
+        seeds = [s for s in (self.config.gossip.seeds or self.ring.nodes[:1]) if s in peers]
         if seeds and self.name not in seeds:
-            targets.add(random.choice(seeds))  # seeds keep the views from forming two rings
+            seed = rng.choice(seeds)  # seeds keep the views from forming two rings
+            if seed not in targets:
+                targets.append(seed)
         ring, heartbeats = self.view.snapshot()
         for peer in targets:
-            handle = placement.lookup(placement.node_actor_name(self.store, peer))
-            if handle is None:
-                continue
             try:
-                their_ring, theirs = await asyncio.wait_for(
-                    handle.gossip.remote(ring, heartbeats), self._deadline_s())
+                their_ring, theirs = await self._call(node_at(peer), "gossip", ring, heartbeats)
             except Exception:
                 continue
             await self._merge_view(their_ring, theirs)
@@ -150,14 +166,14 @@ class Node:
         return self.view.snapshot()
 
     async def _merge_view(self, ring: Ring, heartbeats: dict) -> None:
-        newer = self.view.merge(ring, heartbeats, time.monotonic())
+        newer = self.view.merge(ring, heartbeats, self.clock.monotonic())
         if newer is not None:
             await self._push_ring(newer)
 
     def view_status(self) -> dict[str, bool]:
         """Which nodes this node's gossip view holds up (fresh heartbeats)."""
         g = self.config.gossip
-        return self.view.up(time.monotonic(), g.interval_s * g.suspect_after)
+        return self.view.up(self.clock.monotonic(), g.interval_s * g.suspect_after)
 
     # --- membership changes (driven by membership.change) ----------------------------------
     async def set_ring(self, ring: Ring) -> int:
@@ -168,52 +184,54 @@ class Node:
 
     async def _push_ring(self, ring: Ring) -> None:
         targets = [self.coordinator, *self.vnodes.values()]
-        await asyncio.gather(*(asyncio.wait_for(t.set_ring.remote(ring), self._deadline_s())
-                               for t in targets), return_exceptions=True)
+        await asyncio.gather(*(self._call(t, "set_ring", ring) for t in targets),
+                             return_exceptions=True)
 
     async def add_vnodes(self, partitions: list[int]) -> list[int]:
         """Create vnodes for partitions this node is about to own; returns when they answer."""
-        await asyncio.gather(*(v.ready.remote() for v in self._spawn_vnodes(partitions)))
+        await asyncio.gather(*(self._call(a, "ready", timeout_s=START_TIMEOUT_S)
+                               for a in self._spawn_vnodes(partitions)))
         return sorted(self.vnodes)
 
     async def retire_vnodes(self, partitions: list[int]) -> None:
         """Kill the vnodes of partitions that moved away (after the final sync)."""
         for p in partitions:
-            handle = self.vnodes.pop(p, None)
-            if handle is not None:
+            address = self.vnodes.pop(p, None)
+            if address is not None:
                 try:
-                    await asyncio.wait_for(handle.destroy_storage.remote(), self._deadline_s())
+                    await self._call(address, "destroy_storage")
                 except Exception:
                     log.exception("could not delete the files of vnode %s on %s", p, self.name)
-                ray.kill(handle, no_restart=True)
+                self.host.kill(address)
 
     async def drop_ranges(self, partition: int, ranges: list[tuple]) -> int:
-        handle = self.vnodes.get(partition)
-        if handle is None:
+        address = self.vnodes.get(partition)
+        if address is None:
             return 0
-        return await asyncio.wait_for(handle.drop_ranges.remote(ranges), self._deadline_s())
+        return await self._call(address, "drop_ranges", ranges)
+
+    async def stream_ranges(self, work: list, timeout_s: float) -> int:
+        """Stream the ranges of ``work`` from this node's vnodes, as background work here."""
+        return await self.transport.launch(membership.stream_ranges, work, timeout_s)
+
+    async def final_syncs(self, work: list, timeout_s: float) -> int:
+        return await self.transport.launch(membership.final_syncs, work, timeout_s)
 
     async def handoff_now(self) -> int:
         """Deliver every hint held here, now; returns the keys handed off (a node leaving)."""
         total = 0
         for _ in range(5):
             if self._delivery is not None:
-                try:
-                    await self._delivery
-                except Exception:
-                    pass
+                await _quietly(self._delivery)
                 self._delivery = None
             await self._handoff_round()
             if self._delivery is not None:
-                try:
-                    total += await self._delivery
-                except Exception:
-                    pass
+                total += await _quietly(self._delivery) or 0
                 self._delivery = None
             pending = 0
-            for vnode in self.vnodes.values():
+            for address in self.vnodes.values():
                 try:
-                    pending += sum((await vnode.hint_summary.remote()).values())
+                    pending += sum((await self._call(address, "hint_summary")).values())
                 except Exception:
                     pass
             if not pending:
@@ -222,38 +240,35 @@ class Node:
 
     # --- hinted handoff -----------------------------------------------------------------------
     async def _handoff_round(self) -> None:
-        """Launch one task delivering every hint held here (unless one is still running)."""
-        if self._delivery is not None and not _finished(self._delivery):
+        """Launch one piece of work delivering every hint held here (unless one still runs)."""
+        if self._delivery is not None and not self._delivery.done():
             return
         deliveries = []
-        for vnode in list(self.vnodes.values()):
+        for address in list(self.vnodes.values()):
             try:
-                hints = await asyncio.wait_for(vnode.hint_summary.remote(), self._deadline_s())
+                hints = await self._call(address, "hint_summary")
             except Exception:
                 continue
             for hint in hints:
                 target_node = self.ring.owners[hint[2]]
                 if target_node not in self.unreachable:
-                    deliveries.append((vnode, hint, target_node))
+                    deliveries.append((address, hint, target_node))
         self._delivery = None
         if deliveries:
-            self._delivery = self._deliver.remote(
-                self.store, deliveries, self.config.handoff.batch_keys, self._deadline_s())
+            self._delivery = self.transport.launch(
+                handoff.deliver_all, deliveries, self.config.handoff.batch_keys, self._deadline_s())
+            self._delivery.add_done_callback(_retrieve)
 
     # --- anti-entropy -------------------------------------------------------------------------
     async def antientropy_now(self) -> dict:
         """Run one anti-entropy round now, after the one in flight; returns its figures."""
-        if self._exchange_task is not None:
-            try:
-                await self._exchange_task
-            except Exception:
-                pass
-            self._exchange_task = None
+        if self._exchange is not None:
+            await _quietly(self._exchange)
+            self._exchange = None
         jobs = self._antientropy_jobs()
         if not jobs:
             return {}
-        return await self._exchange.remote(self.store, self.config, self.ring, jobs,
-                                           self.unreachable)
+        return await self.transport.launch(antientropy.run_round, self.config, self.ring, jobs)
 
     def _antientropy_jobs(self) -> list:
         """Each range a vnode here replicates, paired with the next replica of that range."""
@@ -272,18 +287,15 @@ class Node:
         return jobs
 
     async def _antientropy_round(self) -> None:
-        if self._exchange_task is not None:
-            if not _finished(self._exchange_task):
+        if self._exchange is not None:
+            if not self._exchange.done():
                 return  # the previous round is still running
-            try:
-                self.antientropy_rounds["last"] = await self._exchange_task
+            if self._exchange.exception() is None:
+                self.antientropy_rounds["last"] = self._exchange.result()
                 self.antientropy_rounds["done"] += 1
-            except Exception:
-                pass
-            self._exchange_task = None
+            self._exchange = None
         try:
-            p99_ms = await asyncio.wait_for(self.coordinator.latency_p99_ms.remote(),
-                                            self._deadline_s())
+            p99_ms = await self._call(self.coordinator, "latency_p99_ms")
         except Exception:
             p99_ms = 0.0
         if p99_ms > self.config.antientropy.latency_goal_ms:
@@ -291,8 +303,9 @@ class Node:
             return
         jobs = self._antientropy_jobs()
         if jobs:
-            self._exchange_task = self._exchange.remote(
-                self.store, self.config, self.ring, jobs, self.unreachable)
+            self._exchange = self.transport.launch(antientropy.run_round, self.config, self.ring,
+                                                   jobs)
+            self._exchange.add_done_callback(_retrieve)
 
     def antientropy_figures(self) -> dict:
         return dict(self.antientropy_rounds)
@@ -300,39 +313,45 @@ class Node:
     # --- inspection ---------------------------------------------------------------------------
     async def vnode_info(self) -> list[dict]:
         """One status row per vnode of this node; a vnode that does not answer in time is down."""
-        async def one(partition: int, handle: Any) -> dict:
+        async def one(partition: int, address: Address) -> dict:
             try:
-                row = await asyncio.wait_for(handle.info.remote(), self._deadline_s())
+                row = await self._call(address, "info")
                 return {**row, "up": True}
             except Exception:
                 return {"partition": partition, "node": self.name, "up": False}
 
-        return list(await asyncio.gather(*(one(p, v) for p, v in self.vnodes.items())))
+        return list(await asyncio.gather(*(one(p, a) for p, a in self.vnodes.items())))
 
     async def inspect_many(self, table: str, keys: list) -> list:
         """Copies of ``keys`` held by this node's vnodes: [(key, partition, hint, blob)]."""
-        async def one(partition: int, handle: Any) -> list:
+        async def one(partition: int, address: Address) -> list:
             try:
-                copies = await asyncio.wait_for(handle.inspect.remote(table, keys), self._deadline_s())
+                copies = await self._call(address, "inspect", table, keys)
             except Exception:
                 return []
             return [(key, partition, hint, blob) for key, hint, blob in copies]
 
-        found = await asyncio.gather(*(one(p, v) for p, v in self.vnodes.items()))
+        found = await asyncio.gather(*(one(p, a) for p, a in self.vnodes.items()))
         return [c for copies in found for c in copies]
 
     # --- fault injection ---------------------------------------------------------------------
     async def set_unreachable(self, nodes: list) -> None:
         self.unreachable = frozenset(nodes)
-        await asyncio.wait_for(self.coordinator.set_unreachable.remote(list(nodes)), self._deadline_s())
+        self.transport.set_unreachable(self.unreachable)
+        await self._call(self.coordinator, "set_unreachable", list(nodes))
 
     async def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
-        await asyncio.gather(*(
-            asyncio.wait_for(v.set_faults.remote(delay_ms, clock_skew_ms), self._deadline_s())
-            for v in self.vnodes.values()
-        ))
+        await asyncio.gather(*(self._call(a, "set_faults", delay_ms, clock_skew_ms)
+                               for a in self.vnodes.values()))
 
 
-def _finished(ref: Any) -> bool:
-    ready, _ = ray.wait([ref], timeout=0)
-    return bool(ready)
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def _quietly(future: asyncio.Future) -> Any:
+    try:
+        return await future
+    except Exception:
+        return None

@@ -23,7 +23,7 @@ import itertools
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 
 @dataclass
@@ -41,15 +41,17 @@ class Op:
 class History:
     """A thread-safe, append-only log of operations."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        """``now``: the clock operations are timed by (the simulator passes its own)."""
         self.ops: list[Op] = []
         self._lock = threading.Lock()
         self._counter = itertools.count()
-        self._started = time.monotonic()
+        self._now = now
+        self._started = now()
 
     def _append(self, **fields: Any) -> Op:
         with self._lock:
-            op = Op(index=next(self._counter), time_s=time.monotonic() - self._started, **fields)
+            op = Op(index=next(self._counter), time_s=self._now() - self._started, **fields)
             self.ops.append(op)
             return op
 

@@ -17,8 +17,9 @@ Rules it keeps:
   and ``sloppy=False`` requests use primaries only;
 - N copies: a put answers once W replicas hold it and goes on in the background until N
   distinct nodes do (primaries, or fallbacks under hints), each replica that fails or times out
-  getting the next fallback, until the request's deadline. So whenever N nodes are up every
-  acknowledged write reaches N of them;
+  getting the next fallback, for up to one more call deadline per spare fallback after the
+  request's. So whenever N nodes are up and reachable from the router, and the router lives,
+  every acknowledged write reaches N of them;
 - a read merges the states of R replicas; after answering it waits for the rest until their
   deadline and sends the merged state to every primary that replied stale or missing.
 """
@@ -461,9 +462,12 @@ class Router:
             return
         if at_quorum() and not sends:
             return
+        # the background may outlive the request: one more call deadline per spare fallback
+        spares = max((len(j.spare) for j in written), default=0)
+        copies_deadline = deadline + spares * self.config.timeouts.request_ms / 1000
         copies = self._keep(self._fan_out(
             table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload), on_reply,
-            on_failure, lambda: all(j.acks >= n for j in written), deadline))
+            on_failure, lambda: all(j.acks >= n for j in written), copies_deadline))
         if at_quorum():
             return
         waiter = asyncio.ensure_future(quorum.wait())
@@ -475,8 +479,9 @@ class Coordinator:
     """The coordinator of one node (stateless: a Router whose origin is that node). The
     runtime wraps it with ``ray.remote``; the simulator calls it directly."""
 
-    def __init__(self, node: str, config: StoreConfig, ring: Ring, transport: Transport):
-        self.router = Router(config, ring, transport, origin=node)
+    def __init__(self, node: str, config: StoreConfig, ring: Ring, transport: Transport,
+                 switches: Switches = NONE):
+        self.router = Router(config, ring, transport, origin=node, switches=switches)
 
     def ready(self) -> bool:
         return True

@@ -452,9 +452,10 @@ class RangeStore:
 class WriteAheadLog:
     """A vnode's log of durable writes: appended and fsynced before a write is acknowledged
     (by every replica that accepts it, fallbacks included), replayed at start, and rewritten
-    smaller at checkpoints. Records are msgpack [table, kp, key, blob, hint] (hint None for an
-    own range; logs of four-field records are read too); a torn last record (a crash
-    mid-append) is dropped on replay. ``files`` is the disk (the seam's `Files`)."""
+    smaller at checkpoints. Records are msgpack [table, kp, key, blob, hint, made] (hint None
+    for an own range; blob None for a removal; made: [request, actor, counter] of the dot a
+    coordinated write made, else absent; shorter records are read too); a torn last record
+    (a crash mid-append) is dropped on replay. ``files`` is the disk (the seam's `Files`)."""
 
     def __init__(self, path: str, files):
         self.path = path
@@ -476,7 +477,7 @@ class WriteAheadLog:
         self._log.sync()
 
     def replay(self) -> list[tuple]:
-        """Every complete record, as (table, kp, key, blob, hint)."""
+        """Every complete record, as (table, kp, key, blob, hint, made)."""
         import msgpack
 
         data = self._log.read()
@@ -487,8 +488,8 @@ class WriteAheadLog:
         try:
             for record in unpacker:
                 end = unpacker.tell()
-                if isinstance(record, list) and len(record) in (4, 5):
-                    records.append(tuple(record) if len(record) == 5 else (*record, None))
+                if isinstance(record, list) and 4 <= len(record) <= 6:
+                    records.append((*record, *[None] * (6 - len(record))))
         except Exception as e:  # a torn tail: keep what came before it
             log.error("%s", StorageError(f"write-ahead log {self.path} ends in a torn record: {e}"))
         if end < len(data):

@@ -10,15 +10,17 @@ Rules it keeps:
   down by this router's local failure detector and probed again after a back-off that doubles
   per consecutive failure (§4.8.1: a local view, never waiting for Ray's own);
 - a put is coordinated by the first reachable primary of the key's preference list (a fallback
-  only when none is), which makes the new version and returns it; the other replicas merge it;
+  only when none is), which makes the new version and returns it; the other replicas merge it.
+  A coordinator that timed out is asked once more before the next one is (it may have made a
+  version already: asked again, it supersedes it instead of leaving a second copy behind);
 - sloppy quorum (§4.6): a down or unreachable primary is replaced by the next healthy fallback
   in walk order, which keeps the write under a hint naming the primary; when no healthy one is
   left, a vnode in back-off is probed before the router settles for fewer; ``strict`` tables
   and ``sloppy=False`` requests use primaries only;
 - N copies: a put answers once W replicas hold it and goes on in the background until N
   distinct nodes do (primaries, or fallbacks under hints), each replica that fails or times out
-  getting the next fallback, for up to one more call deadline per spare fallback after the
-  request's. So whenever N nodes are up and reachable from the router, and the router lives,
+  getting the next fallback (and one that timed out, when none is left, one more try), for
+  up to a call deadline per spare fallback after the request's. So whenever N nodes are up and reachable from the router, and the router lives,
   every acknowledged write reaches N of them;
 - a read merges the states of R replicas; after answering it waits for the rest until their
   deadline and sends the merged state to every primary that replied stale or missing.
@@ -42,31 +44,58 @@ from .transport import CallTimeout, Transport, vnode_at
 class _RangeJob:
     """One key range of one request: its keys, the vnodes serving it and their answers."""
 
-    __slots__ = ("kp", "keys", "payload", "slots", "spare", "primaries", "acks", "replies",
-                 "blobs", "coordinator", "tried", "overloaded")
+    __slots__ = ("kp", "keys", "payload", "slots", "spare", "probes", "primaries", "acked",
+                 "covered", "replies", "blobs", "coordinator", "tried", "abandoned",
+                 "overloaded")
 
-    def __init__(self, kp: int, primaries: tuple, slots: list, spare: list):
+    def __init__(self, kp: int, primaries: tuple, slots: list, spare: list, probes: list):
         self.kp = kp
         self.keys: list = []
         self.payload: list = []  # writes (key, ctx, value) or, after coordination, (key, blob)
         self.primaries = primaries
         self.slots = slots  # [(vnode, hint)]: the N replicas this request uses
-        self.spare = spare  # fallbacks not used yet, in walk order, healthy ones first
-        self.acks = 0
+        self.spare = spare  # fallbacks not used yet, in walk order
+        self.probes = probes  # (primary in back-off, the fallback standing in for it)
+        self.acked: set = set()  # vnodes that hold the write (W counts these)
+        self.covered: set = set()  # primaries that hold it, or for which a fallback holds it
         self.replies: list = []  # reads: (vnode, [blob | None])
         self.blobs: Optional[list] = None  # puts: the coordinated states
         self.coordinator: Optional[int] = None
         self.tried: set = set()
+        self.abandoned: list = []  # (vnode, hint) coordinators that timed out: maybe applied
         self.overloaded = False  # a replica shed one of its calls
 
-    def substitute(self, failed: int, hint: Optional[int]) -> Optional[tuple]:
-        """Replace a failed slot by the next spare fallback, hinted for the intended primary."""
+    @property
+    def acks(self) -> int:
+        return len(self.acked)
+
+    def holds(self, vnode: int, hint: Optional[int]) -> None:
+        self.acked.add(vnode)
+        self.covered.add(vnode if hint is None else hint)
+
+    def substitute(self, failed: int, hint: Optional[int], usable: Callable) -> list[tuple]:
+        """The slots that replace a failed one, so that N distinct nodes can still hold the
+        write once hints are delivered: the next healthy spare fallback, hinted for the
+        intended primary; else a primary in back-off, probed directly, while the fallback
+        that stood in for it now also holds the write for the intended primary; else a spare
+        in back-off (a probe too). None left: []."""
         self.slots = [s for s in self.slots if s[0] != failed]
-        if not self.spare:
-            return None
-        sub = (self.spare.pop(0), hint if hint is not None else failed)
-        self.slots.append(sub)
-        return sub
+        intended = hint if hint is not None else failed
+        healthy = [v for v in self.spare if usable(v)]
+        if healthy:
+            self.spare.remove(healthy[0])
+            subs = [(healthy[0], intended)]
+        elif self.probes:
+            primary, stand_in = self.probes.pop(0)
+            subs = [(primary, None)]
+            if stand_in != failed and primary != intended:
+                subs.append((stand_in, intended))
+        elif self.spare:
+            subs = [(self.spare.pop(0), intended)]
+        else:
+            return []
+        self.slots += subs
+        return subs
 
 
 class Router:
@@ -83,6 +112,8 @@ class Router:
         self._failures: dict[int, int] = {}
         self._background: set = set()
         self._fetching_ring = False
+        self._router_id = transport.rng.getrandbits(62)
+        self._requests = 0
         self.inflight = 0  # requests admitted and not yet answered (overload.max_inflight_requests)
         self.latencies_ms: deque = deque(maxlen=512)  # recent requests, for the AE throttle
 
@@ -206,8 +237,9 @@ class Router:
     def _plan(self, keys: Iterable, n: int, sloppy: bool) -> tuple[dict, list]:
         """Group keys by range and choose each range's replicas: healthy primaries, and for
         each primary in back-off the next healthy fallback (sloppy) with a hint naming it, or,
-        when none is healthy, the primary itself as a probe. Fallbacks in back-off come last
-        among the spares: probed before the request settles for fewer than N."""
+        when none is healthy, the primary itself as a probe. A primary a fallback stands in
+        for, and fallbacks in back-off, stay candidates: probed, when a healthy one fails,
+        before the request settles for fewer than N."""
         jobs: dict[int, _RangeJob] = {}
         index: list = []
         partition_of = self.ring.partition_of
@@ -216,18 +248,17 @@ class Router:
             job = jobs.get(kp)
             if job is None:
                 primaries = self.ring.preference_list(kp, n)
-                spare: list = []
-                if sloppy:
-                    fallbacks = self.ring.fallbacks(kp, n)
-                    spare = ([f for f in fallbacks if self.usable(f)]
-                             + [f for f in fallbacks if not self.usable(f)])
-                slots = []
+                spare = list(self.ring.fallbacks(kp, n)) if sloppy else []
+                slots, probes = [], []
                 for p in primaries:
-                    if self.usable(p) or not spare or not self.usable(spare[0]):
-                        slots.append((p, None))
+                    healthy = next((f for f in spare if self.usable(f)), None)
+                    if self.usable(p) or healthy is None:
+                        slots.append((p, None))  # healthy, or the best left: probe it
                     else:
-                        slots.append((spare.pop(0), p))
-                job = jobs[kp] = _RangeJob(kp, primaries, slots, spare)
+                        spare.remove(healthy)
+                        slots.append((healthy, p))
+                        probes.append((p, healthy))
+                job = jobs[kp] = _RangeJob(kp, primaries, slots, spare, probes)
             index.append((job, len(job.keys)))
             job.keys.append(key)
         return jobs, index
@@ -238,7 +269,7 @@ class Router:
 
     async def _fan_out(self, table: str, method: str, sends: dict, group: Callable,
                        on_reply: Callable, on_failure: Callable, done: Callable,
-                       deadline: float) -> dict:
+                       deadline: float, **extra: Any) -> dict:
         """Send ``sends`` ({vnode: [(job, hint)]}), one call per vnode, until ``done()`` or the
         request's deadline. A call that fails or outlives its deadline marks its vnode down and
         gives each of its jobs a substitute via ``on_failure``.
@@ -253,7 +284,7 @@ class Router:
             for vnode, items in batch.items():
                 groups = [group(job, hint) for job, hint in items]
                 call = self._call(vnode, method, table, groups, timeout_s=timeout_s,
-                                  expires_at=expires_at)
+                                  expires_at=expires_at, **extra)
                 pending[call] = (vnode, items)
 
         def fail(vnode: int, items: list, retry: dict, error: BaseException) -> None:
@@ -265,9 +296,8 @@ class Router:
                 return
             self.mark_down(vnode)
             for job, hint in items:
-                sub = on_failure(job, vnode, hint)
-                if sub is not None:
-                    retry[sub[0]].append((job, sub[1]))
+                for sub_vnode, sub_hint in on_failure(job, vnode, hint, error):
+                    retry[sub_vnode].append((job, sub_hint))
 
         launch(sends)
         while pending and not done():
@@ -281,7 +311,7 @@ class Router:
                 vnode, items = pending.pop(fut)
                 error = fut.exception()
                 if error is None and fut.result()[1] is None:
-                    fail(vnode, items, retry, CallTimeout(f"vnode {vnode} expired the call"))
+                    fail(vnode, items, retry, _Dropped(f"vnode {vnode} dropped the call unserved"))
                 elif error is None:
                     self.mark_up(vnode)
                     ring_version, results = fut.result()
@@ -316,8 +346,8 @@ class Router:
         def on_reply(job, vnode, hint, blobs):
             job.replies.append((vnode, blobs))
 
-        def on_failure(job, vnode, hint):
-            return job.substitute(vnode, hint)
+        def on_failure(job, vnode, hint, error):
+            return job.substitute(vnode, hint, self.usable)[:1]  # a read needs one stand-in
 
         def done():
             return all(len(j.replies) >= r for j in jobs.values())
@@ -363,7 +393,9 @@ class Router:
         for vnode, groups in repairs.items():
             self.metrics.count("dynamo_read_repairs_total", table=table,
                                value=sum(len(entries) for _, _, entries in groups))
-            self._call(vnode, "merge", table, groups)
+            # a late repair must not land after a tombstone it predates was reaped
+            self._call(vnode, "merge", table, groups,
+                       expires_at=self.clock.time() + self.config.timeouts.request_ms / 1000)
 
     # --- writes -------------------------------------------------------------------------------
     async def put_many(self, table: str, writes: list, w: Optional[int] = None,
@@ -383,8 +415,10 @@ class Router:
         for (job, _), write in zip(index, writes):
             job.payload.append(write)
         deadline = self._deadline(3)
-        await self._coordinate(table, jobs, deadline)
-        await self._replicate(table, jobs, w, tcfg.n, deadline)
+        self._requests += 1
+        request = (self._router_id, self._requests)
+        await self._coordinate(table, jobs, deadline, request)
+        await self._replicate(table, jobs, w, tcfg.n, deadline, request)
         short = [j for j in jobs.values() if j.acks < w]
         if short and not partial:
             raise _unavailable("write", short, w, lambda j: j.acks)
@@ -401,7 +435,7 @@ class Router:
         untried.sort(key=lambda s: s[1] is not None)
         return untried[0] if untried else None
 
-    async def _coordinate(self, table: str, jobs: dict, deadline: float) -> None:
+    async def _coordinate(self, table: str, jobs: dict, deadline: float, request: tuple) -> None:
         sends: dict = defaultdict(list)
         for job in jobs.values():
             slot = self._next_coordinator(job)
@@ -410,24 +444,38 @@ class Router:
                 sends[slot[0]].append((job, slot[1]))
 
         def on_reply(job, vnode, hint, blobs):
-            job.blobs, job.coordinator, job.acks = blobs, vnode, 1
+            job.blobs, job.coordinator = blobs, vnode
+            job.holds(vnode, hint)
             if hint is not None:
                 self.metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
 
-        def on_failure(job, vnode, hint):
-            job.substitute(vnode, hint)
+        retried: set = set()
+
+        def on_failure(job, vnode, hint, error):
+            if isinstance(error, CallTimeout) and not isinstance(error, _Dropped):
+                job.abandoned.append((vnode, hint))  # it may hold a dot of this write
+            if isinstance(error, CallTimeout) and (job.kp, vnode) not in retried:
+                # It may have applied the write and only its reply is late or lost: coordinated
+                # again there, the write supersedes its own first dot (an equal value). Moving
+                # on at once would leave that dot behind as a second, unseen copy of the write,
+                # which a later delete's context would not cover.
+                retried.add((job.kp, vnode))
+                return [(vnode, hint)]
+            job.substitute(vnode, hint, self.usable)
             slot = self._next_coordinator(job)
-            if slot is not None:
-                job.tried.add(slot[0])
-            return slot
+            if slot is None:
+                return []
+            job.tried.add(slot[0])
+            return [slot]
 
         await self._fan_out(
             table, "coordinate", sends, lambda job, hint: (job.kp, hint, job.payload),
             on_reply, on_failure, lambda: all(j.blobs is not None for j in jobs.values()),
-            deadline,
+            deadline, request=request,
         )
 
-    async def _replicate(self, table: str, jobs: dict, w: int, n: int, deadline: float) -> None:
+    async def _replicate(self, table: str, jobs: dict, w: int, n: int, deadline: float,
+                         request: tuple) -> None:
         """Send the coordinated states to the other replicas; return once every range has W
         acknowledgements (or none can get them), leaving the rest to go on in the background
         until N distinct nodes hold each range's write."""
@@ -441,20 +489,28 @@ class Router:
                 if vnode != job.coordinator:
                     sends[vnode].append((job, hint))
         written = [j for j in jobs.values() if j.blobs is not None]
+        self._revoke_abandoned(table, written, request, deadline)
         quorum = asyncio.Event()
 
         def at_quorum() -> bool:
             return all(j.acks >= w for j in written)
 
         def on_reply(job, vnode, hint, count):
-            job.acks += 1
+            job.holds(vnode, hint)
             if hint is not None:
                 self.metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
             if at_quorum():
                 quorum.set()
 
-        def on_failure(job, vnode, hint):
-            return job.substitute(vnode, hint)
+        retried: set = set()
+
+        def on_failure(job, vnode, hint, error):
+            subs = job.substitute(vnode, hint, self.usable)
+            if not subs and isinstance(error, CallTimeout) and (job.kp, vnode) not in retried:
+                retried.add((job.kp, vnode))  # slow is not dead: with no spare left, once more
+                subs = [(vnode, hint)]
+                job.slots += subs
+            return subs
 
         if self.switches.stop_at_w:  # negative control: forget the write at W
             await self._fan_out(table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload),
@@ -462,17 +518,42 @@ class Router:
             return
         if at_quorum() and not sends:
             return
-        # the background may outlive the request: one more call deadline per spare fallback
+        # the background may outlive the request: a call deadline per spare fallback, and one
+        # for a last retry of a replica that timed out
         spares = max((len(j.spare) for j in written), default=0)
-        copies_deadline = deadline + spares * self.config.timeouts.request_ms / 1000
+        copies_deadline = deadline + (spares + 1) * self.config.timeouts.request_ms / 1000
         copies = self._keep(self._fan_out(
             table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload), on_reply,
-            on_failure, lambda: all(j.acks >= n for j in written), copies_deadline))
+            on_failure, lambda: all(len(j.covered) >= n for j in written), copies_deadline))
         if at_quorum():
             return
         waiter = asyncio.ensure_future(quorum.wait())
         await asyncio.wait([copies, waiter], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
+
+
+    def _revoke_abandoned(self, table: str, written: list, request: tuple,
+                          deadline: float) -> None:
+        """A coordinator that timed out may have made a dot of the write before the one that
+        answered did (its reply was lost or late): tell it to drop that dot. Otherwise it
+        would stay behind as a second, unseen copy of the write, which a later delete with
+        this write's context would not cover. In the background, retried (a revoke carries no
+        state, so it may land late) for up to 20 call deadlines."""
+        abandoned = sorted({vnode for job in written for vnode, _ in job.abandoned
+                            if vnode != job.coordinator})
+        call_s = self.config.timeouts.request_ms / 1000
+
+        async def revoke(vnode: int) -> None:
+            until = deadline + 20 * call_s
+            while self.clock.monotonic() < until:
+                try:
+                    await self._call(vnode, "revoke", table, request)
+                    return
+                except Exception:
+                    await self.clock.sleep(call_s)
+
+        for vnode in abandoned:
+            self._keep(revoke(vnode))
 
 
 class Coordinator:
@@ -508,6 +589,10 @@ class Coordinator:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+class _Dropped(CallTimeout):
+    """The vnode dropped the call unserved (its deadline had passed there): nothing applied."""
+
+
 def _retrieve(future: asyncio.Future) -> None:
     if not future.cancelled():
         future.exception()

@@ -24,6 +24,11 @@ Invariants:
   always covers every event id made for that key;
 - dots come from one counter per incarnation, so they are unique across keys and time;
 - a siblings table's key evicted with a clock entry of this id retires the id too;
+- a dot this vnode made for a request whose router gave up on it and had the write coordinated
+  elsewhere is dropped when that router says so (`revoke`; the clock keeps covering it, so
+  every replica drops it): the write lives on as the other coordinator's dot only, so that a
+  later delete covering that one leaves no unseen copy behind. Durable tables log which
+  request made each dot, so a revoke still finds it after a restart;
 - on a durable table every write it accepts (as coordinator, replica or fallback under a hint)
   is in its write-ahead log, fsynced once per call, before it answers;
 - a vnode never calls another actor: it cannot deadlock and needs no deadline of its own; it
@@ -38,6 +43,7 @@ import gc
 import logging
 import os
 import random
+from collections import OrderedDict
 from typing import Any, Iterable, Optional
 
 from .. import codec, versioning
@@ -50,6 +56,8 @@ from .switches import NONE, Switches
 from .transport import Transport
 
 log = logging.getLogger(__name__)
+
+MADE_REQUESTS = 4096  # requests whose dots are remembered, for a revoke
 
 RangeId = tuple  # (table, key partition)
 HintId = tuple  # (table, key partition, intended vnode partition)
@@ -105,6 +113,7 @@ class VNode:
                              if tcfg.evicts}
         self.delay_ms = 0  # injected slowness (Store.slow_node)
         self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
+        self.made: OrderedDict = OrderedDict()  # request -> [(table, kp, hint, key, dot)]
         self.transfers: dict[tuple, tuple[list, set]] = {}  # (table, kp, tag) -> (keys, written)
         ae = config.antientropy
         self.tree_shape = (ae.fanout, ae.depth)
@@ -179,9 +188,18 @@ class VNode:
             self._load_segments()
         if self.wal is not None:
             records = self.wal.replay()
-            for table, kp, key, blob, hint in records:
-                if table in self.config.tables:
+            for table, kp, key, blob, hint, made in records:
+                if table not in self.config.tables:
+                    continue
+                if made is not None:
+                    request, actor, counter = made
+                    self._remember(request, [(table, kp, hint, key, actor, counter)])
+                if blob is None:
+                    self._store(table, kp, hint).pop(key)
+                else:
                     self._fold(self._store(table, kp, hint), table, key, blob)
+            for hid in [h for h, store in self.hinted.items() if not len(store)]:
+                del self.hinted[hid]
             log.info("vnode %s/%s replayed %d logged writes", self.node, self.partition, len(records))
 
     def _load_segments(self) -> None:
@@ -240,11 +258,24 @@ class VNode:
         if self.wal is not None and self.wal.size_bytes > self.config.storage.wal_checkpoint_mb * 2**20:
             self.checkpoint()
 
-    def _log(self, table: str, kp: int, hint: Optional[int], entries: list) -> list:
-        """Log records [table, kp, key, blob, hint] of a durable table's changed entries."""
+    def _log_removals(self, table: str, kp: int, hint: Optional[int], gone: list) -> None:
+        """Log that keys left a durable range (a hint delivered, a tombstone reaped): replayed
+        after a restart, their older records must not bring them back."""
+        records = self._log(table, kp, hint, gone)
+        if records:
+            self.wal.append(records)
+
+    def _log(self, table: str, kp: int, hint: Optional[int], entries: list,
+             request: Any = None) -> list:
+        """Log records [table, kp, key, blob, hint] of a durable table's changed entries; a
+        blob of None records a removal; a coordinated write adds [request, actor, counter],
+        the dot it made for that request (see `revoke`)."""
         if table not in self.durable:
             return []
-        return [(table, kp, key, blob, hint) for key, blob in entries]
+        if request is None:
+            return [(table, kp, key, blob, hint) for key, blob in entries]
+        return [(table, kp, key, blob, hint, [list(request), self.actor, self.counter])
+                for key, blob in entries]
 
     def _evict(self, table: str) -> int:
         """Past the table's max_memory_mb, drop its least recently used keys (own ranges first,
@@ -347,11 +378,12 @@ class VNode:
     def ready(self) -> int:
         return self.actor
 
-    def coordinate(self, table: str, groups: Iterable,
-                   expires_at: Optional[float] = None) -> tuple[int, Optional[list[list[bytes]]]]:
+    def coordinate(self, table: str, groups: Iterable, expires_at: Optional[float] = None,
+                   request: Any = None) -> tuple[int, Optional[list[list[bytes]]]]:
         """Apply writes as coordinator. groups: [(kp, hint, [(key, context|None, value|None)])];
         returns (ring version, the new encoded state of every key, in order), or (ring version,
-        None) unapplied when ``expires_at`` has passed (see `_serve`)."""
+        None) unapplied when ``expires_at`` has passed (see `_serve`). ``request``: the
+        router's id of the request, remembered with the dots made, for a `merge` revoke."""
         if not self._serve(expires_at):
             return self.ring.version, None
         tcfg = self.config.tables[table]
@@ -362,6 +394,7 @@ class VNode:
         now = self._now_ms()
         out = []
         logged: list = []
+        made: list = []
         for kp, hint, writes in groups:
             values = self.transport.resolve([value for _, _, value in writes])
             writes = [(key, ctx, value) for (key, ctx, _), value in zip(writes, values)]
@@ -386,12 +419,45 @@ class VNode:
                 blob = versioning.encode(new)
                 store.put(key, blob, mine)
                 blobs.append(blob)
+                made.append((table, kp, hint, key, self.actor, self.counter))
             out.append(blobs)
-            logged += self._log(table, kp, hint, [(key, b) for (key, _, _), b in zip(writes, blobs)])
+            logged += self._log(table, kp, hint, [(key, b) for (key, _, _), b in zip(writes, blobs)],
+                                request)
         if logged:
             self.wal.append(logged)  # fsynced before the acknowledgement leaves this vnode
+        if request is not None:
+            self._remember(request, made)
         self._after_writes(table)
         return self.ring.version, out
+
+    def _remember(self, request: Any, made: list) -> None:
+        self.made.setdefault(tuple(request), []).extend(made)
+        while len(self.made) > MADE_REQUESTS:
+            self.made.popitem(last=False)
+
+    def revoke(self, table: str, request: Any) -> tuple[int, int]:
+        """The router of ``request`` gave up on this vnode as its coordinator and had the
+        write coordinated elsewhere, which W replicas acknowledged: drop the dots made here for
+        it (the clock keeps covering them). Safe whenever it arrives: it carries no state.
+        Returns (ring version, dots dropped)."""
+        self.calls += 1
+        logged, dropped = [], 0
+        for _, kp, hint, key, actor, counter in self.made.pop(tuple(request), []):
+            store = self._store(table, kp, hint)
+            blob = store.get(key)
+            if blob is None:
+                continue
+            state = versioning.decode(blob)
+            kept = tuple(s for s in state.siblings if s.dot != (actor, counter))
+            if len(kept) == len(state.siblings):
+                continue
+            new = versioning.encode(versioning.KeyState(state.clock, kept))
+            store.put(key, new, blob)
+            logged += self._log(table, kp, hint, [(key, new)])
+            dropped += 1
+        if logged:
+            self.wal.append(logged)
+        return self.ring.version, dropped
 
     def merge(self, table: str, groups: Iterable,
               expires_at: Optional[float] = None) -> tuple[int, Optional[list[int]]]:
@@ -522,11 +588,14 @@ class VNode:
         store = self.hinted.get(hint)
         if store is None:
             return 0
-        dropped = 0
+        table, kp, intended = hint
+        gone = []
         for key, blob in delivered:
             if store.get(key) == blob:
                 store.pop(key)
-                dropped += 1
+                gone.append((key, None))
+        dropped = len(gone)
+        self._log_removals(table, kp, intended, gone)
         if not len(store):
             del self.hinted[hint]
         if dropped and hint in self.coordinated_hints:
@@ -566,13 +635,14 @@ class VNode:
     def reap(self, table: str, kp: int, entries: list[tuple]) -> int:
         """Remove tombstones that are still exactly as anti-entropy saw them on all N primaries."""
         store = self._store(table, kp, None)
-        reaped = 0
+        gone = []
         for key, blob in entries:
             if store.get(key) == blob:
                 store.pop(key)
-                reaped += 1
-        self.exchanges["ae_reaped"] += reaped
-        return reaped
+                gone.append((key, None))
+        self._log_removals(table, kp, None, gone)
+        self.exchanges["ae_reaped"] += len(gone)
+        return len(gone)
 
     def record_exchange(self, figures: dict) -> None:
         for name in ("ae_ranges", "ae_nodes", "ae_keys", "ae_bytes"):

@@ -107,7 +107,8 @@ class RayTransport:
             return out
         reply = asyncio.wrap_future(ref.future(), loop=loop)
         timer = loop.call_later(timeout_s, self._expire, out, to, timeout_s)
-        reply.add_done_callback(lambda done: self._settle(out, done, to, timer))
+        # the callback holds the ObjectRef: released, Ray may never complete its future
+        reply.add_done_callback(lambda done, ref=ref: self._settle(out, done, to, timer))
         return out
 
     @staticmethod

@@ -5,8 +5,8 @@ coordination) or sends its requests to a node's coordinator, and does, until tol
 - ``add``: the shopping cart: read a cart, merge its siblings by set union, add an element no
   one else adds, write it back with the read's context (the chaos job's set workload);
 - ``write``/``read`` of registers it alone writes, increasing integers, on a strict table;
-- ``delete``: write a key of its own, then delete it with a read's context; once the delete is
-  acknowledged nobody writes the key again, so it must stay deleted.
+- ``delete``: write a key of its own, then delete it with the context the put returned; once
+  the delete is acknowledged nobody writes the key again, so it must stay deleted.
 Every operation is an invoke and a completion in the `History` (ok: it happened; fail: it
 certainly did not; info: unknown). Every state a put returns is kept for the dot checker.
 
@@ -133,14 +133,13 @@ class Client:
     async def delete(self) -> None:
         key = f"del-{self.index}-{self.ops}"
         invoked = self.history.invoke(self.index, "write", key, "x")
-        if await self._write(invoked, KV, key, "x", None) is None:
+        state = await self._write(invoked, KV, key, "x", None)
+        if state is None:
             return
-        try:
-            blob = await self.get(KV, key)
-        except (DynamoError, CallFailed):
-            return
+        # with the context the put returned (a read may miss it under a sloppy quorum, and a
+        # delete removes only what its context saw)
         invoked = self.history.invoke(self.index, "delete", key)
-        if await self._write(invoked, KV, key, None, context_of(blob)) is not None:
+        if await self._write(invoked, KV, key, None, context_of(state)) is not None:
             self.deleted.append(key)
 
     async def _write(self, invoked, table: str, key: str, value: Any,

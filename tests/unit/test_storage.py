@@ -659,8 +659,8 @@ records = st.lists(
 
 
 def _replayed(records_: list) -> list:
-    """What replay returns for records written as [table, kp, key, blob] (no hint)."""
-    return [(*r, None) for r in records_]
+    """What replay returns for records written as [table, kp, key, blob] (no hint, no dot)."""
+    return [(*r, None, None) for r in records_]
 
 
 @FAST
@@ -706,13 +706,13 @@ def test_wal_rewrite_replaces_its_records_and_keeps_hints(tmp_path):
     wal = WriteAheadLog(str(tmp_path / "v" / "wal.log"), OsFiles())
     wal.append([["t", 1, "k", b"v"], ["t", 1, b"k", b"w"]])
     assert wal.size_bytes > 0
-    wal.rewrite([("t", 3, "h", b"x", 5)])
-    assert wal.replay() == [("t", 3, "h", b"x", 5)]
+    wal.rewrite([("t", 3, "h", b"x", 5), ("t", 3, "g", None, None, [[1, 2], 7, 9])])
+    assert wal.replay() == [("t", 3, "h", b"x", 5, None), ("t", 3, "g", None, None, [[1, 2], 7, 9])]
     wal.rewrite([])
     assert wal.size_bytes == 0 and os.path.getsize(wal.path) == 0
     assert wal.replay() == []
     wal.append([["t", 2, "k2", b"x"]])
-    assert wal.replay() == [("t", 2, "k2", b"x", None)]
+    assert wal.replay() == [("t", 2, "k2", b"x", None, None)]
     assert wal.size_bytes == os.path.getsize(wal.path)
     wal.close()
 

@@ -17,10 +17,12 @@ Invariants:
 - The caller of ``ds.write_datasink(TableDatasink(...))`` sees a `DynamoError`, never a Ray
   exception wrapper: a missing column is raised from ``on_write_start`` on the driver (the Write
   operator is kept apart from the operator before it, so the schema it is given is the schema of
-  the rows it writes) before any write task starts, and so stores nothing; a `DynamoError` inside
-  a write task ends that task's writes (the batch that raised stores nothing) and is handed back
-  as its result, then raised from ``on_write_complete`` once every task has finished (other
-  tasks' rows may have been written, as with any failed Ray Data write).
+  the rows it writes) before any write task starts, and so stores nothing (Ray Data's report of
+  it as an error of "Ray Data internal code" is dropped, its chained ``SystemException`` cut
+  off); a `DynamoError` inside a write task ends that task's writes (the batch that raised
+  stores nothing) and is handed back as its result, then raised from ``on_write_complete`` once
+  every task has finished (other tasks' rows may have been written, as with any failed Ray
+  Data write). An empty block (a filter that kept nothing) writes nothing and is no error.
 - `read_table` emits one row per live value: absent, deleted and expired keys are skipped; a key
   with several siblings gives one row per sibling (the key repeated) unless the table handle has
   a ``merge`` function, which makes it one row. Values keep their Python types (dicts stay dicts,
@@ -279,6 +281,8 @@ class TableDatasink(Datasink):
         return {"rows": rows, "error": None}
 
     def _write_block(self, block: Block) -> int:
+        if BlockAccessor.for_block(block).num_rows() == 0:
+            return 0  # an empty block may have no columns at all (a filter that kept nothing)
         columns = _column_names(block)
         error = self._schema_error(columns)
         if error is not None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
+from ray.data.expressions import col
 
 import dynamo_ray as dr
 from dynamo_ray.data import TableDatasink, lookup, read_table
@@ -55,7 +56,7 @@ def _keys(n: int = ROWS) -> list:
     return [str(i) for i in range(n)]
 
 
-# --- TableDatasink ---------------------------------------------------------------------------------
+# --- TableDatasink -------------------------------------------------------------------------------
 def test_datasink_writes_every_row_of_a_column_into_the_cache_table(data_store):
     cache = data_store.table("cache")
     sink = TableDatasink(cache, "id", "vec")
@@ -91,6 +92,12 @@ def test_datasink_keeps_numpy_arrays_of_whole_rows_and_takes_an_async_handle(dat
         value = got[f"text-{i}"].value
         assert value["id"] == i and type(value["id"]) is int and value["text"] == f"text-{i}"
         assert isinstance(value["vec"], np.ndarray) and np.array_equal(value["vec"], _vec(i))
+
+
+def test_an_empty_dataset_writes_nothing_and_is_no_error(data_store):
+    sink = TableDatasink(data_store.table("untouched"), "id", "text")
+    ray.data.range(100).map(_row).filter(expr=col("id") < 0).write_datasink(sink)
+    assert sink.rows_written == 0
 
 
 def test_a_missing_key_column_raises_invalid_argument_naming_it_and_stores_nothing(data_store):
@@ -160,7 +167,7 @@ def test_bad_options_raise_invalid_argument(data_store):
             lookup(*args)
 
 
-# --- read_table -------------------------------------------------------------------------------------
+# --- read_table ----------------------------------------------------------------------------------
 def test_read_table_reads_every_row_back(data_store):
     scan = data_store.table("scan")
     expected = {f"k{i}": {"i": i, "name": f"n{i}", "tags": [i] * (i % 4)} for i in range(ROWS)}
@@ -168,7 +175,7 @@ def test_read_table_reads_every_row_back(data_store):
     df = read_table(scan).to_pandas()
     assert list(df.columns) == ["key", "value"] and len(df) == ROWS
     assert set(df["key"]) == set(expected)
-    wrong = [k for k, v in zip(df["key"], df["value"]) if v != expected[k]]
+    wrong = [k for k, v in zip(df["key"], df["value"], strict=True) if v != expected[k]]
     assert wrong == []  # dicts with different keys stay as they were (no Arrow struct)
 
 
@@ -213,7 +220,7 @@ def test_read_table_gives_a_row_per_sibling_unless_the_handle_merges(data_store)
                                                               "solo": ["cup"]}
 
 
-# --- lookup -----------------------------------------------------------------------------------------
+# --- lookup --------------------------------------------------------------------------------------
 def test_lookup_adds_cached_values_and_none_for_misses(data_store):
     cache = data_store.table("cache")
     cache.put_many({f"word-{i}": _vec(i) for i in range(0, 400, 2)})  # even words are cached
@@ -236,6 +243,6 @@ def test_lookup_keys_numbers_like_the_datasink_and_sees_its_rows(data_store):
     rows.write_datasink(TableDatasink(data_store.table("objects"), "id", "text"))
     step = lookup(data_store.table("objects"), "id", "stored")
     df = ray.data.range(60).map_batches(step, batch_format="pandas").to_pandas()
-    got = dict(zip(df["id"], df["stored"]))
+    got = dict(zip(df["id"], df["stored"], strict=True))
     assert all(got[i] == f"text-{i}" for i in range(50))
     assert all(got[i] is None for i in range(50, 60))

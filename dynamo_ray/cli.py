@@ -403,6 +403,91 @@ def _result_json(key: Any, got) -> str:
 
 
 @main.command()
+@click.option("--seeds", "seed_count", default=200, show_default=True,
+              help="how many seeds to run, from --start")
+@click.option("--start", default=0, show_default=True, help="the first seed")
+@click.option("--seed", "one_seed", default=None, type=int,
+              help="replay this one seed and print its whole trace")
+@click.option("--faults", default=None,
+              help="comma-separated faults to draw from (default: all): crash, restart-all, "
+                   "partition, isolate, slow, skew, loss, join, leave")
+@click.option("--break", "switch", default=None,
+              type=click.Choice(["stop-at-w", "log-at-coordinator-only",
+                                 "reuse-ids-after-restart", "prune-without-age-floor"]),
+              help="a negative control: break one rule of the protocol on purpose")
+@click.option("--conflict", default="siblings", show_default=True,
+              type=click.Choice(["siblings", "lww"]),
+              help="conflict policy of the carts table (lww is the set checker's control)")
+@click.option("--duration-s", default=10.0, show_default=True,
+              help="simulated seconds of workload and faults a seed")
+@click.option("--workers", default=None, type=int,
+              help="processes to run seeds on (default: one per core)")
+@click.option("--expect-failure", is_flag=True,
+              help="for a negative control: exit 0 only if some seed fails")
+def simulate(seed_count: int, start: int, one_seed: Optional[int], faults: Optional[str],
+             switch: Optional[str], conflict: str, duration_s: float, workers: Optional[int],
+             expect_failure: bool) -> None:
+    """Run the store's real protocol code on a simulated network, clock and disk, one seed
+    at a time (the same seed gives the same history), and check every history."""
+    import os
+
+    if os.environ.get("PYTHONHASHSEED") != "0":  # str hashing must not differ between runs
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "PYTHONHASHSEED": "0"})
+    from .progress import bar
+    from .sim import run as sim
+
+    chosen = tuple(f.strip() for f in faults.split(",") if f.strip()) if faults else sim.FAULTS
+    unknown = [f for f in chosen if f not in sim.FAULTS]
+    if unknown:
+        raise click.BadParameter(f"unknown faults {unknown}; choose from {', '.join(sim.FAULTS)}",
+                                 param_hint="--faults")
+    switches = sim.SWITCHES[switch] if switch else sim.NONE
+    if one_seed is not None:
+        result = sim.run_seed(one_seed, chosen, switches, conflict, duration_s)
+        click.echo(f"seed {one_seed}: {result.ops} operations, faults {result.faults}, "
+                   f"{result.messages} messages, {result.simulated_s:.1f} simulated s, "
+                   f"digest {result.digest}")
+        for line in result.trace:
+            click.echo(f"  {line}")
+        for violation in result.violations:
+            click.echo(f"  VIOLATION {violation}")
+        sys.exit(0 if result.ok != expect_failure else 1)
+    seeds = range(start, start + seed_count)
+    workers = workers or min(os.cpu_count() or 1, 4)
+    started = time.perf_counter()
+    progress_bar = bar(seed_count, "simulating", "seed")
+    failed, ops, fault_count, simulated_s = [], 0, 0, 0.0
+    for result in sim.run_many(seeds, chosen, switches, conflict, duration_s, workers):
+        ops += result.ops
+        fault_count += len(result.faults)
+        simulated_s += result.simulated_s
+        if not result.ok:
+            failed.append(result)
+        if progress_bar is not None:
+            progress_bar.update(1)
+    if progress_bar is not None:
+        progress_bar.close()
+    wall_s = time.perf_counter() - started
+    per_minute = ops / wall_s * 60
+    click.echo(f"{seed_count} seeds in {wall_s:.1f} s on {workers} processes: "
+               f"{seed_count / wall_s:.1f} seeds/s, {ops:,} operations and {fault_count:,} faults "
+               f"in {simulated_s / 3600:.1f} simulated hours")
+    click.echo(f"{per_minute:,.0f} operations per wall-clock minute = "
+               f"{per_minute / sim.CHAOS_OPS_PER_MINUTE:.0f} x the chaos job's "
+               f"{sim.CHAOS_OPS_PER_MINUTE:,.0f} (goal: 100 x)")
+    click.echo(f"{seed_count - len(failed)} passed, {len(failed)} failed")
+    for result in failed:
+        click.echo(f"\nseed {result.seed} FAILED: replay with "
+                   f"{sim.replay_command(result.seed, chosen, switch, conflict)}")
+        for violation in result.violations[:3]:
+            click.echo(f"  {violation}")
+        for line in result.trace[-8:]:
+            click.echo(f"  {line}")
+    sys.exit(0 if bool(failed) == expect_failure else 1)
+
+
+@main.command()
 @click.argument("key")
 @table_option
 @address_option

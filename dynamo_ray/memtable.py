@@ -5,7 +5,9 @@ leaves the C heap fragmented: every write allocates a blob among the short-lived
 request that carried it, and every spill frees blobs scattered over pages that stay resident
 (a range spilling 10x its limit, no Ray: resident growth 7.0 MB for 3.7 MB held; 4.8 MB with
 slabs and the other fixes of `storage.warm_up_storage`). Here each blob is copied into the tail of a fixed-size slab (`SLAB_BYTES`), and a slab is
-freed whole once none of its entries is live, so memory comes back to the system in pages.
+freed whole once none of its entries is live, so memory comes back to the system in pages. A
+table's first slabs are small (4 KB, doubling up to `SLAB_BYTES`): the many ranges of a store
+that hold a few keys each cost kilobytes, not 128 KB each.
 
 Layout: ``_where`` maps key -> location (or None: a removal marker with no blob) in recency
 order, a location being one int, ``slab << 64 | offset << 32 | length`` (one small object a
@@ -134,7 +136,8 @@ class MemTable:
         if tail is None or self._used[tail] + length > len(self._slabs[tail]):
             tail = self._tail = self._next_slab
             self._next_slab += 1
-            size = max(self.slab_bytes, length)
+            # the first slabs small (4 KB, doubling): a range that holds little costs little
+            size = max(min(self.slab_bytes, 4096 << min(tail, 5)), length)
             self._slabs[tail] = bytearray(size)
             self._live[tail] = self._used[tail] = 0
             self._capacity += size

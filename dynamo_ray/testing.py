@@ -205,7 +205,7 @@ def check_siblings(history: History, keys: Iterable, repair_s: float = 10.0) -> 
         if invoke.f != "read" or done is None or done.type != "ok":
             continue
         out.reads += 1
-        count = done.value
+        count = done.value if isinstance(done.value, int) else len(done.value)  # or the values
         out.max_siblings = max(out.max_siblings, count)
         unsure = sum(1 for i, d in writes if i.key == invoke.key and i.index < done.index
                      and (d is None or d.type != "ok"))
@@ -235,6 +235,6 @@ def check_siblings(history: History, keys: Iterable, repair_s: float = 10.0) -> 
                 out.resolves_skipped += 1
                 continue
             out.resolves_checked += 1
-            if r_done.value != 1:
+            if (r_done.value if isinstance(r_done.value, int) else len(r_done.value)) != 1:
                 out.unresolved.append({"key": w_inv.key, "siblings": r_done.value})
     return out

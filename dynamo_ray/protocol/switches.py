@@ -15,7 +15,7 @@ class Switches:
     stop_at_w: bool = False  # the router forgets a write once W replicas acknowledged it
     log_at_coordinator_only: bool = False  # only the coordinating replica logs a durable write
     reuse_ids_after_restart: bool = False  # a restarted vnode takes back its id and counter
-    prune_without_age_floor: bool = False  # prune clock entries however recent, down to 2
+    prune_without_age_floor: bool = False  # prune clock entries however recent, down to 1
 
     @property
     def any(self) -> bool:

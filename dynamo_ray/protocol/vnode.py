@@ -390,7 +390,7 @@ class VNode:
         max_entries = self.config.versioning.max_clock_entries
         min_age_ms = int(self.config.versioning.prune_min_age_s * 1000)
         if self.switches.prune_without_age_floor:  # negative control: Riak's age floor off
-            max_entries, min_age_ms = 2, 0
+            max_entries, min_age_ms = 1, 0
         now = self._now_ms()
         out = []
         logged: list = []

@@ -48,7 +48,7 @@ class Nemesis:
             if clock.monotonic() >= end_s:
                 return
             kind = self.rng.choice(self.faults)
-            if kind in self._members_changed:
+            if kind in self._members_changed or not self._feasible(kind):
                 continue
             invoked = self.history.invoke(-1, "fault", "crash" if "crash" in kind
                                           or kind == "restart-all" else kind)
@@ -97,19 +97,24 @@ class Nemesis:
         if kind == "loss":
             c.network.loss = rng.uniform(0.02, 0.1)
             return f"{c.network.loss * 100:.1f}%"
-        n = max(t.n for t in c.config.tables.values())
         if kind == "join":
             self._members_changed.add(kind)
             name = next(f"node-{i}" for i in range(len(c.ring.nodes) + 1, 99)
                         if f"node-{i}" not in c.ring.nodes)
             report = await c.join(name)
             return f"{name} ({report['keys_moved']} keys moved)"
-        if kind == "leave" and len(running) > n + 1 and len(running) == len(c.ring.nodes):
-            self._members_changed.add(kind)
-            name = rng.choice(running)
-            report = await c.leave(name)
-            return f"{name} ({report['keys_moved']} keys moved)"
-        return "skipped"
+        self._members_changed.add(kind)
+        name = rng.choice(running)
+        report = await c.leave(name)
+        return f"{name} ({report['keys_moved']} keys moved)"
+
+    def _feasible(self, kind: str) -> bool:
+        """A node may leave only when every node runs and more than N + 1 do."""
+        if kind != "leave":
+            return True
+        c = self.cluster
+        n = max(t.n for t in c.config.tables.values())
+        return len(c.running()) == len(c.ring.nodes) > n + 1
 
     async def _restart_crashed(self, nodes: list[str]) -> None:
         for node in nodes:

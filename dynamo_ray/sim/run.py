@@ -131,8 +131,10 @@ async def _scenario(result: SeedResult, loop: SimLoop, faults: tuple, switches: 
     v += checkers.deleted_stay_deleted(await _read_all(cluster, deleted, KV, n))
     registers = check_register(history, [k for c in clients for k in c.registers], repair_s=5.0)
     v += [f"register: stale read {s}" for s in registers.stale]
-    siblings = check_siblings(history, CART_KEYS, repair_s=5.0)
-    v += [f"siblings: {s}" for s in siblings.too_many + siblings.unresolved]
+    register_keys = [k for c in clients for k in c.registers]
+    for keys in (CART_KEYS, register_keys):  # a register has one writer: one sibling
+        siblings = check_siblings(history, keys, repair_s=5.0)
+        v += [f"siblings: {s}" for s in siblings.too_many + siblings.unresolved]
     v += checkers.no_dot_reused(cluster, clients)
 
     for node in cluster.running():  # every node at once: only what was fsynced survives
@@ -148,7 +150,9 @@ async def _scenario(result: SeedResult, loop: SimLoop, faults: tuple, switches: 
     result.trace = nemesis.trace
     result.messages = cluster.network.messages
     result.simulated_s = clock.monotonic()
-    record = json.dumps([history.to_json(), nemesis.trace, v], sort_keys=True, default=str)
+    ops = [(o.index, o.process, o.type, o.f, o.key, o.value, round(o.time_s, 9), o.error)
+           for o in history.ops]
+    record = json.dumps([ops, nemesis.trace, v], default=str)
     result.digest = hashlib.sha256(record.encode()).hexdigest()[:16]
 
 
@@ -178,3 +182,47 @@ def _close(loop: SimLoop) -> None:
     if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
+
+
+# --- many seeds -----------------------------------------------------------------------------------
+SWITCHES = {  # the negative controls, by their command-line names
+    "stop-at-w": Switches(stop_at_w=True),
+    "log-at-coordinator-only": Switches(log_at_coordinator_only=True),
+    "reuse-ids-after-restart": Switches(reuse_ids_after_restart=True),
+    "prune-without-age-floor": Switches(prune_without_age_floor=True),
+}
+CHAOS_OPS_PER_MINUTE = 46_951 / 5  # the chaos job's 5-minute run on real Ray (README)
+
+
+def _one(args: tuple) -> SeedResult:
+    import logging
+
+    logging.disable(logging.CRITICAL)  # a simulated crash logs like a real one: not here
+    seed, faults, switches, conflict, duration_s = args
+    return run_seed(seed, faults, switches, conflict, duration_s)
+
+
+def run_many(seeds, faults: tuple = FAULTS, switches: Switches = NONE,
+             conflict: str = "siblings", duration_s: float = 10.0, workers: int = 1,
+             progress=None):
+    """Yield a `SeedResult` for every seed, in seed order, on ``workers`` processes."""
+    jobs = [(seed, faults, switches, conflict, duration_s) for seed in seeds]
+    if workers <= 1:
+        for job in jobs:
+            yield _one(job)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_one, jobs, chunksize=4)
+
+
+def replay_command(seed: int, faults: tuple, switch: str, conflict: str) -> str:
+    parts = ["dynamo-ray simulate", f"--seed {seed}"]
+    if tuple(faults) != FAULTS:
+        parts.append(f"--faults {','.join(faults)}")
+    if switch:
+        parts.append(f"--break {switch}")
+    if conflict != "siblings":
+        parts.append(f"--conflict {conflict}")
+    return " ".join(parts)

@@ -64,7 +64,7 @@ def test_popping_the_coldest_entries_frees_their_slabs():
     assert full >= 400 * 1000
     for i in range(300):  # what a spill does: the front of the table, in order
         table.pop(f"key-{i:04d}")
-    assert table.nbytes <= full / 4 + SLAB_BYTES  # memory goes back with the entries
+    assert table.nbytes <= full / 4 + 2 * SLAB_BYTES  # memory goes back with the entries
     assert [k for k, _ in table.items()] == [f"key-{i:04d}" for i in range(300, 400)]
 
 

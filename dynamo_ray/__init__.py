@@ -17,7 +17,7 @@ import sys as _sys
 if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "default_worker.py":
     _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-from . import merges
+from .core import merges
 from .config import StoreConfig, TableConfig
 from .errors import (
     ClusterNotFound,
@@ -45,10 +45,11 @@ __all__ = [
 __version__ = "0.1.0"
 
 # The parts that need Ray load on first use, so that the pure modules (ring, versioning, merkle,
-# merges, config, errors) import without it: `import dynamo_ray.ring` costs no Ray import.
+# merges, config, errors) import without it: `import dynamo_ray.core.ring` costs no Ray import.
 _RAY_BACKED = {
-    "cached": "cache", "Store": "client", "connect": "client", "start": "client",
-    "AsyncTable": "table", "Context": "table", "GetResult": "table", "Table": "table",
+    "cached": "client.cache", "Store": "client.store", "connect": "client.store",
+    "start": "client.store", "AsyncTable": "client.table", "Context": "client.table",
+    "GetResult": "client.table", "Table": "client.table",
 }
 
 

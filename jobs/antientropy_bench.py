@@ -17,7 +17,7 @@ import time
 from tqdm import tqdm
 
 import dynamo_ray as dr
-from dynamo_ray.merkle import NODE_HASH_BYTES
+from dynamo_ray.core.merkle import NODE_HASH_BYTES
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--keys", type=int, default=100_000)

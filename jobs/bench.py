@@ -7,7 +7,7 @@
 import argparse
 import sys
 
-from dynamo_ray import bench
+from dynamo_ray.tools import bench
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")

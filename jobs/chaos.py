@@ -29,8 +29,9 @@ import time
 import uuid
 
 import dynamo_ray as dr
-from dynamo_ray import merges
-from dynamo_ray.testing import History, check_register, check_set, check_siblings
+from dynamo_ray.runtime import placement
+from dynamo_ray.core import merges
+from dynamo_ray.sim.history import History, check_register, check_set, check_siblings
 
 
 def _outcome(error: Exception, write: bool) -> str:
@@ -201,7 +202,7 @@ class Nemesis:
         import ray
 
         node = self.rng.choice(self.nodes[1:])  # not the head's
-        handle = dr.placement.lookup(dr.placement.node_actor_name(self.store.name, node))
+        handle = placement.lookup(placement.node_actor_name(self.store.name, node))
         ray_node = ray.get(handle.describe.remote())["ray_node"]
         victim = next(n for n in self.cluster.list_all_nodes() if n.node_id == ray_node)
         self.cluster.remove_node(victim)
@@ -237,7 +238,7 @@ def settle(store) -> None:
         except dr.DynamoError:
             pass
     for node in store.nodes():  # a crash the nemesis did not get to recover
-        if dr.placement.lookup(dr.placement.node_actor_name(store.name, node)) is None:
+        if placement.lookup(placement.node_actor_name(store.name, node)) is None:
             store.recover_node(node)
     deadline = time.monotonic() + 60
     while store.status()["hints_pending"].sum() and time.monotonic() < deadline:
@@ -338,7 +339,7 @@ def main() -> int:
         import ray
         from ray.cluster_utils import Cluster
 
-        from dynamo_ray.localray import keep_ray_on_loopback
+        from dynamo_ray.runtime.localray import keep_ray_on_loopback
 
         keep_ray_on_loopback()
         cluster = Cluster(initialize_head=True, head_node_args={

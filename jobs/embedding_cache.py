@@ -45,7 +45,7 @@ import ray
 from ray.data.expressions import col
 
 import dynamo_ray as dr
-from dynamo_ray.data import TableDatasink, lookup
+from dynamo_ray.client.data import TableDatasink, lookup
 
 DIM = 384
 N = 2  # replicas of the cache tables

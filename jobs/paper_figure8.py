@@ -13,7 +13,7 @@ The strategies, as §6.2 describes them, for S nodes and N replicas:
    fixed (``--strategy2-partitions``, 1024) and T swept, so as S*T grows past Q the partition
    grain shows: the curve peaks and falls, as the paper's does (about 0.88, then 0.84).
 3. Q/S tokens per node, Q equal-sized partitions: what dynamo_ray does; the partitions are
-   assigned by `dynamo_ray.ring.claim` and a partition is held by the first N distinct nodes
+   assigned by `dynamo_ray.core.ring.claim` and a partition is held by the first N distinct nodes
    met walking clockwise from it (the ring's preference list). Swept over Q.
 
 Load of a node: the fraction of the hash space whose preference list (N nodes) includes it,
@@ -32,7 +32,7 @@ every strategy alike and not counted):
 - strategy 3: the partition map, a 2-byte node index per partition, positions implied by the
   index: 2 * Q bytes.
 
-Pure: no Ray, no store; only `dynamo_ray.ring.claim` is borrowed. Prints the table beside the
+Pure: no Ray, no store; only `dynamo_ray.core.ring.claim` is borrowed. Prints the table beside the
 paper's result, writes ``figure8.png`` into ``--out`` and exits 0.
 """
 
@@ -47,7 +47,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from dynamo_ray.ring import claim
+from dynamo_ray.core.ring import claim
 
 NODES = 30  # S in the paper's experiment
 REPLICAS = 3  # N

@@ -7,7 +7,7 @@ import argparse
 import uuid
 
 import dynamo_ray as dr
-from dynamo_ray.demo import cart_story
+from dynamo_ray.tools.demo import cart_story
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--name", default="dynamo", help="store name")

@@ -13,7 +13,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray on loopback: see dy
 import pytest  # noqa: E402
 import ray  # noqa: E402
 
-from dynamo_ray.localray import start_local_ray as _start_local_ray  # noqa: E402
+from dynamo_ray.runtime.localray import start_local_ray as _start_local_ray  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 TEST_CONFIG = os.path.join(CONFIGS, "test.yaml")

@@ -1,8 +1,8 @@
 """Anti-entropy: replicas of a range compare Merkle trees and exchange only what differs.
 
 Role (Dynamo §4.7, DESIGN §4): background work that a node's maintenance loop launches every
-``antientropy.interval_s`` (a Ray task pinned to that node in the runtime). For every range each of the node's vnodes
-replicates, it compares the vnode's tree with the next replica's in the preference list (so the
+``antientropy.interval_s`` (a Ray task pinned to that node in the runtime). For every range
+each of the node's vnodes replicates, it compares the vnode's tree with the next replica's in the preference list (so the
 N replicas of a range form a ring of exchanges): roots first, one batched call per vnode; then,
 for ranges whose roots differ, the trees top-down one level per call; then the (key, hash)
 listings of the differing leaf buckets; and only then the states of the keys that differ,
@@ -25,10 +25,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from .. import versioning
+from ..core import versioning
 from ..config import StoreConfig
-from ..merkle import NODE_HASH_BYTES, TopDownDiff
-from ..ring import Ring
+from ..core.merkle import NODE_HASH_BYTES, TopDownDiff
+from ..core.ring import Ring
 from .transport import Transport, vnode_at
 
 Job = tuple  # (local partition, peer partition, table, key partition, reaper: bool)

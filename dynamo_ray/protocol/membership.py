@@ -28,7 +28,7 @@ from typing import Awaitable, Callable, Mapping, Optional
 
 from ..config import StoreConfig
 from ..errors import DynamoError
-from ..ring import Ring, Transfer, ranges_dropped, transfer_plan
+from ..core.ring import Ring, Transfer, ranges_dropped, transfer_plan
 from .transport import Transport, node_at, vnode_at
 
 STREAM_BATCH_KEYS = 2000

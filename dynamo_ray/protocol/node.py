@@ -18,8 +18,8 @@ import logging
 from typing import Any, Optional, Protocol
 
 from ..config import StoreConfig
-from ..gossip import View
-from ..ring import Ring
+from ..core.gossip import View
+from ..core.ring import Ring
 from . import antientropy, handoff, membership
 from .transport import Address, Transport, coordinator_at, node_at, vnode_at
 

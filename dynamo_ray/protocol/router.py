@@ -33,10 +33,10 @@ import contextlib
 from collections import defaultdict, deque
 from typing import Any, Callable, Iterable, Optional
 
-from .. import versioning
+from ..core import versioning
 from ..config import StoreConfig
 from ..errors import InvalidArgument, Overloaded, TableNotFound, Unavailable
-from ..ring import Ring
+from ..core.ring import Ring
 from .switches import NONE, Switches
 from .transport import CallTimeout, Transport, vnode_at
 

@@ -46,12 +46,13 @@ import random
 from collections import OrderedDict
 from typing import Any, Iterable, Optional
 
-from .. import codec, versioning
+from ..core import codec, versioning
 from ..config import StoreConfig
-from ..memtable import SLAB_BYTES
-from ..ring import Ring, key_hash
-from ..storage import (RangeStore, WriteAheadLog, fix_malloc_thresholds, release_free_memory,
-                       warm_up_storage)
+from ..storage.memtable import SLAB_BYTES
+from ..core.ring import Ring, key_hash
+from ..storage.range_store import (RangeStore, fix_malloc_thresholds, release_free_memory,
+                                   warm_up_storage)
+from ..storage.wal import WriteAheadLog
 from .switches import NONE, Switches
 from .transport import Transport
 

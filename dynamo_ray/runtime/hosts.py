@@ -15,14 +15,14 @@ from typing import Mapping, Optional
 
 import ray
 
-from .. import placement
+from . import placement
 from ..config import StoreConfig
 from ..errors import DynamoError
 from ..protocol.node import START_TIMEOUT_S, Node
 from ..protocol.router import Coordinator
 from ..protocol.transport import Address
 from ..protocol.vnode import VNode
-from ..ring import Ring
+from ..core.ring import Ring
 from .transport import RayTransport, actor_name
 
 

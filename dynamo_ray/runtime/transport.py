@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import ray
 
-from .. import placement
+from . import placement
 from ..errors import DynamoError, Overloaded
 from ..protocol.transport import (
     COORDINATOR,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .. import versioning
+from ..core import versioning
 from .workload import CARTS, values_of
 
 

@@ -23,7 +23,7 @@ from ..protocol.router import Coordinator
 from ..protocol.switches import NONE, Switches
 from ..protocol.transport import Address, coordinator_at, node_at, vnode_at
 from ..protocol.vnode import VNode
-from ..ring import Ring, claim
+from ..core.ring import Ring, claim
 from .disk import SimFiles
 from .loop import SimClock
 from .network import SimNetwork, SimTransport

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from .. import config as config_mod
 from ..protocol.router import Router
 from ..protocol.switches import NONE, Switches
-from ..testing import History, check_register, check_set, check_siblings
+from .history import History, check_register, check_set, check_siblings
 from . import checkers
 from .cluster import SimCluster
 from .loop import SimLoop

@@ -19,11 +19,11 @@ from __future__ import annotations
 import random
 from typing import Any, Optional
 
-from .. import codec, versioning
+from ..core import codec, versioning
 from ..errors import DynamoError, Overloaded, Unavailable
 from ..protocol.router import Router
 from ..protocol.transport import CallFailed, coordinator_at
-from ..testing import History
+from .history import History
 
 CARTS, REGISTERS, KV = "carts", "registers", "kv"
 

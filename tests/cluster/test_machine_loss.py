@@ -7,6 +7,7 @@ import uuid
 import ray
 
 import dynamo_ray as dr
+from dynamo_ray.runtime import placement
 from conftest import add_ray_node
 
 
@@ -21,7 +22,7 @@ def test_spread_puts_each_node_on_its_own_ray_node(cluster):
 
 
 def _ray_node_of(store, node):
-    handle = dr.placement.lookup(dr.placement.node_actor_name(store.name, node))
+    handle = placement.lookup(placement.node_actor_name(store.name, node))
     return ray.get(handle.describe.remote())["ray_node"]
 
 

@@ -8,6 +8,7 @@ import uuid
 import ray
 
 import dynamo_ray as dr
+from dynamo_ray.runtime import placement
 from conftest import add_ray_node
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "jobs"))
@@ -31,7 +32,7 @@ def test_grow_and_shrink_on_new_ray_nodes_loses_nothing(cluster):
         assert len(added) == 2
         # while they were members, node-4 and node-5 ran on the Ray nodes added for them
         assert s.nodes() == ["node-1", "node-2", "node-3"]
-        hosts = {n: ray.get(dr.placement.lookup(dr.placement.node_actor_name(s.name, n))
+        hosts = {n: ray.get(placement.lookup(placement.node_actor_name(s.name, n))
                             .describe.remote())["ray_node"] for n in s.nodes()}
         assert len(set(hosts.values())) == 3 and not set(hosts.values()) & set(added.values())
     finally:

@@ -12,7 +12,8 @@ import pytest
 import ray
 
 import dynamo_ray
-from dynamo_ray import cli, placement
+from dynamo_ray.tools import cli
+from dynamo_ray.runtime import placement
 
 CLI = os.path.join(os.path.dirname(sys.executable), "dynamo-ray")
 WORKER_STARTUP_NOTICE = "worker processes have been started"

@@ -9,7 +9,8 @@ import pytest
 import ray
 
 import dynamo_ray as dr
-from dynamo_ray import merges, placement
+from dynamo_ray.core import merges
+from dynamo_ray.runtime import placement
 
 
 def test_put_then_get_round_trips_values_of_every_msgpack_type(store, key):

@@ -13,7 +13,7 @@ import ray
 from ray.data.expressions import col
 
 import dynamo_ray as dr
-from dynamo_ray.data import TableDatasink, lookup, read_table
+from dynamo_ray.client.data import TableDatasink, lookup, read_table
 
 # The row functions below run in Ray Data's tasks, whose workers cannot import this module.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 import dynamo_ray as dr
-from dynamo_ray import merges
+from dynamo_ray.core import merges
 from helpers import primaries_of, wait_for
 
 FOUR_NODES = dict(

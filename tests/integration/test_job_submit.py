@@ -71,7 +71,7 @@ def ray_head():
 def _actors_left(ray_head, name):
     left = _run([sys.executable, "-c",
                  f"import ray; ray.init(address={ray_head['gcs']!r}, logging_level='error');"
-                 "from dynamo_ray import placement;"
+                 "from dynamo_ray.runtime import placement;"
                  f"print('LEFT', placement.store_actor_names({name!r}))"],
                 ray_head["env"])
     assert "LEFT " in left.stdout, left.stdout + left.stderr[-2000:]

@@ -8,8 +8,8 @@ import time
 import ray
 
 import dynamo_ray as dr
-from dynamo_ray import placement
-from dynamo_ray.ring import Ring
+from dynamo_ray.runtime import placement
+from dynamo_ray.core.ring import Ring
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "jobs"))
 import rebalance  # noqa: E402

@@ -8,7 +8,7 @@ import pytest
 import ray
 
 import dynamo_ray as dr
-from dynamo_ray import placement
+from dynamo_ray.runtime import placement
 from helpers import wait_for
 
 SPILL = dict(nodes=3, partitions=8, antientropy={"interval_s": 1.0, "latency_goal_ms": 10000},

@@ -1,6 +1,6 @@
 """The chaos checkers on hand-made histories: each finds the violation it is for, and only it."""
 
-from dynamo_ray.testing import History, check_register, check_set, check_siblings
+from dynamo_ray.sim.history import History, check_register, check_set, check_siblings
 
 
 def add(h, process, key, element, outcome="ok"):

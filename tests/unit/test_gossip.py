@@ -1,7 +1,7 @@
 """Gossip views: merging rings and heartbeats, and who is down in a view (pure)."""
 
-from dynamo_ray.gossip import View
-from dynamo_ray.ring import claim
+from dynamo_ray.core.gossip import View
+from dynamo_ray.core.ring import claim
 
 
 def test_views_adopt_the_newest_ring_and_never_go_back():

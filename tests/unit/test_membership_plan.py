@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_ray.ring import claim, clashing_windows, ranges_dropped, transfer_plan
+from dynamo_ray.core.ring import claim, clashing_windows, ranges_dropped, transfer_plan
 
 Q = st.sampled_from([8, 16, 32, 64])
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_ray.memtable import ENTRY_OVERHEAD_BYTES, SLAB_BYTES, MemTable, key_bytes
+from dynamo_ray.storage.memtable import ENTRY_OVERHEAD_BYTES, SLAB_BYTES, MemTable, key_bytes
 
 SLAB = 64
 keys = st.one_of(st.text(alphabet="abcd", min_size=1, max_size=2),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_ray.merkle import (
+from dynamo_ray.core.merkle import (
     MerkleTree,
     TopDownDiff,
     child_indexes,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynamo_ray.ring import claim
+from dynamo_ray.core.ring import claim
 
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "paper_figure8.py"
 SMALL = dict(nodes=30, n=3, tokens=(1, 4, 16), partitions=(32, 256, 1024),

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_ray.ring import (
+from dynamo_ray.core.ring import (
     Ring,
     claim,
     clashing_windows,

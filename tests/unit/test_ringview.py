@@ -1,4 +1,4 @@
-"""The ring views (dynamo_ray.ringview): the ownership table agrees with the ring it shows,
+"""The ring views (dynamo_ray.tools.ringview): the ownership table agrees with the ring it shows,
 its hash ranges tile the 128-bit ring, and the picture is written as a PNG."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_ray.ring import HASH_BITS, Ring, claim, key_hash
-from dynamo_ray.ringview import (
+from dynamo_ray.core.ring import HASH_BITS, Ring, claim, key_hash
+from dynamo_ray.tools.ringview import (
     COLUMNS,
     draw_ring,
     format_table,

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynamo_ray import segments
+from dynamo_ray.storage import segments
 from dynamo_ray.errors import StorageError
-from dynamo_ray.segments import REMOVED, Bloom, Segment, decode_key, encode_key
+from dynamo_ray.storage.segments import REMOVED, Bloom, Segment, decode_key, encode_key
 
 FAST = settings(deadline=None, max_examples=40,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -27,12 +27,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from dynamo_ray import segments
-from dynamo_ray.merkle import MerkleTree
-from dynamo_ray.segments import Segment
-from dynamo_ray.memtable import ENTRY_OVERHEAD_BYTES, key_bytes
+from dynamo_ray.storage import segments
+from dynamo_ray.core.merkle import MerkleTree
+from dynamo_ray.storage.segments import Segment
+from dynamo_ray.storage.memtable import ENTRY_OVERHEAD_BYTES, key_bytes
 from dynamo_ray.protocol.transport import OsFiles
-from dynamo_ray.storage import RangeStore, WriteAheadLog
+from dynamo_ray.storage.range_store import RangeStore
+from dynamo_ray.storage.wal import WriteAheadLog
 
 SHAPE = (4, 2)
 FAST = settings(deadline=None, max_examples=40,

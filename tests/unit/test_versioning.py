@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_ray import versioning as vv
-from dynamo_ray.versioning import EMPTY, KeyState, Sibling
+from dynamo_ray.core import versioning as vv
+from dynamo_ray.core.versioning import EMPTY, KeyState, Sibling
 
 FAST = settings(deadline=None, max_examples=100)
 
@@ -651,7 +651,7 @@ def test_blind_writes_of_an_equal_value_keep_one_sibling_of_it(actors, history, 
 
 
 def test_an_equal_value_supersedes_whatever_its_expiry():
-    from dynamo_ray import codec
+    from dynamo_ray.core import codec
 
     first = vv.update(EMPTY, None, codec.with_expiry(b"v", 10_000), actor=1, counter=1, now_ms=1)
     second = vv.update(first, None, codec.with_expiry(b"v", 20_000), actor=1, counter=2, now_ms=2)
@@ -659,7 +659,7 @@ def test_an_equal_value_supersedes_whatever_its_expiry():
 
 
 def test_expire_turns_expired_values_into_tombstones_of_the_same_dot():
-    from dynamo_ray import codec
+    from dynamo_ray.core import codec
 
     state = vv.update(EMPTY, None, codec.with_expiry(b"v", 100), actor=1, counter=1, now_ms=1)
     state = vv.update(state, None, b"w", actor=2, counter=1, now_ms=2)
@@ -672,7 +672,7 @@ def test_expire_turns_expired_values_into_tombstones_of_the_same_dot():
 @FAST
 @given(order=st.permutations([0, 1, 2]))
 def test_an_expired_overwrite_never_lets_the_older_value_come_back(order):
-    from dynamo_ray import codec
+    from dynamo_ray.core import codec
 
     cluster = Cluster([7, 8, 9])
     cluster.put(0, "k0", None, b"old")

@@ -22,10 +22,10 @@ from typing import Any, Optional
 
 import ray
 
-from . import placement
-from .protocol.router import Router
-from .runtime.transport import RayTransport
-from .errors import DynamoError, Overloaded, Unavailable
+from ..runtime import placement
+from ..protocol.router import Router
+from ..runtime.transport import RayTransport
+from ..errors import DynamoError, Overloaded, Unavailable
 
 
 def rpc_timeout_s(config) -> float:

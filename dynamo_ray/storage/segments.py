@@ -1,6 +1,6 @@
 """Segments: immutable Parquet files of one range's spilled entries, and their small index.
 
-Role (DESIGN §5): the on-disk half of `storage.RangeStore`. A segment holds (key, blob) rows
+Role (DESIGN §5): the on-disk half of `range_store.RangeStore`. A segment holds (key, blob) rows
 sorted by key in row groups of ``ROW_GROUP_ROWS``; in memory it keeps only a Bloom filter of its
 keys and the first key of each row group, about 2 bytes a key, so a lookup touches one row group
 of one file and a miss usually touches none. Files are written in the one layout `pages` reads
@@ -24,7 +24,7 @@ from typing import Iterable, Iterator, Optional
 
 import mmh3
 
-from .errors import StorageError
+from ..errors import StorageError
 from .pages import PageError, plain_layout, read_group
 
 ROW_GROUP_ROWS = 32  # rows per Parquet row group: what one lookup reads

@@ -22,8 +22,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import ray
 
-from . import codec, placement, versioning
-from .errors import (
+from ..core import codec, versioning
+from ..runtime import placement
+from ..errors import (
     ConflictError,
     InvalidArgument,
     InvalidContext,
@@ -31,7 +32,7 @@ from .errors import (
     InvalidValue,
     Unavailable,
 )
-from .ring import Ring, key_hash
+from ..core.ring import Ring, key_hash
 from .routing import Coalescer, rpc_timeout_s
 
 BIG_VALUE_BYTES = 100 * 1024  # larger encoded values travel by object reference
@@ -364,7 +365,7 @@ class Table:
     def range_keys(self, ring: Ring, kp: int) -> list:
         """The union of the keys that range ``kp``'s reachable primaries hold (R at least):
         one call per replica."""
-        from .segments import encode_key
+        from ..storage.segments import encode_key
 
         replicas = ring.preference_list(kp, self._tcfg.n)
         refs = []

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from .ring import HASH_BITS, Ring, key_hash, natural_order
+from ..core.ring import HASH_BITS, Ring, key_hash, natural_order
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -21,8 +21,8 @@ from typing import Any, Iterator, Optional
 
 import click
 
-from . import __version__
-from .errors import ClusterNotFound, DynamoError
+from .. import __version__
+from ..errors import ClusterNotFound, DynamoError
 
 DEFAULT_NAME = "dynamo"
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen
@@ -39,7 +39,7 @@ def _init_ray(address: str) -> None:
     notice); a cluster that is not there is `ClusterNotFound`."""
     import ray
 
-    from .localray import quiet_worker_startup_notices
+    from ..runtime.localray import quiet_worker_startup_notices
 
     quiet_worker_startup_notices()
     if ray.is_initialized():
@@ -51,7 +51,7 @@ def _init_ray(address: str) -> None:
 
 
 def _connect(address: str, name: str):
-    from .client import connect
+    from ..client.store import connect
 
     _init_ray(address)
     return connect(name, address=address)
@@ -134,7 +134,7 @@ def demo() -> None:
 
 # --- up and down ---------------------------------------------------------------------------------
 def _store_config(config_path: Optional[str], name: Optional[str]):
-    from . import config as config_mod
+    from .. import config as config_mod
 
     return config_mod.load(config_path, **({"name": name} if name else {}))
 
@@ -175,8 +175,8 @@ def up(config_path: Optional[str], address: str, name: Optional[str], if_exists:
     """Start a store on a running Ray cluster (detached). A no-op if it is already running with
     this config; if it runs with another, print the differing keys and exit 1 (or, with
     --if-exists ok, 0)."""
-    from . import placement
-    from .client import connect, start
+    from ..runtime import placement
+    from ..client.store import connect, start
 
     with _session():
         cfg = _store_config(config_path, name)
@@ -211,8 +211,8 @@ DOWN_TIMEOUT_S = 30.0
 def down(config_path: Optional[str], address: str, name: Optional[str]) -> None:
     """Stop the store (the config's, or --name) and remove every actor of it. A store that is
     not running is reported and exits 0."""
-    from . import placement
-    from .client import _kill_store_actors, connect
+    from ..runtime import placement
+    from ..client.store import _kill_store_actors, connect
 
     with _session():
         name = name or _store_config(config_path, None).name
@@ -244,8 +244,8 @@ def _coordinator_p99_ms(store, nodes: list[str]) -> dict[str, Optional[float]]:
     answer within one call deadline, shared by all nodes)."""
     import ray
 
-    from . import placement
-    from .routing import rpc_timeout_s
+    from ..runtime import placement
+    from ..client.routing import rpc_timeout_s
 
     refs = {}
     for node in nodes:
@@ -434,8 +434,8 @@ def simulate(seed_count: int, start: int, one_seed: Optional[int], faults: Optio
     if os.environ.get("PYTHONHASHSEED") != "0":  # str hashing must not differ between runs
         os.execve(sys.executable, [sys.executable, *sys.argv],
                   {**os.environ, "PYTHONHASHSEED": "0"})
-    from .progress import bar
-    from .sim import run as sim
+    from ..client.progress import bar
+    from ..sim import run as sim
 
     chosen = tuple(f.strip() for f in faults.split(",") if f.strip()) if faults else sim.FAULTS
     unknown = [f for f in chosen if f not in sim.FAULTS]

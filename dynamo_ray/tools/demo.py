@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from . import merges
-from .client import Store
+from ..core import merges
+from ..client.store import Store
 
 
 def cart_story(store: Store, customer: str = "alice", say: Callable[[str], None] = print) -> list:

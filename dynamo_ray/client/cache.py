@@ -21,7 +21,7 @@ import logging
 import pickle
 from typing import Any, Callable, Iterable, Optional
 
-from .errors import InvalidValue
+from ..errors import InvalidValue
 from .table import Table, check_ttl
 
 log = logging.getLogger(__name__)

@@ -554,8 +554,8 @@ def run(mode: str = "quick", out_dir: str = "bench-out", memory: bool = False,
     write results.json and the plots, print the table and the goals."""
     import dynamo_ray as dr
 
-    from .localray import start_local_ray
-    from .progress import bar
+    from ..runtime.localray import start_local_ray
+    from ..client.progress import bar
 
     started_ray = not ray.is_initialized()
     if started_ray:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 NAMESPACE = "dynamo"
 

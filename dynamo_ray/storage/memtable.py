@@ -1,10 +1,10 @@
 """The in-memory part of a range: blobs packed into slabs, so resident memory is what is counted.
 
-Role (DESIGN §5): `storage.RangeStore` keeps its hot entries here. A plain dict of bytes objects
+Role (DESIGN §5): `range_store.RangeStore` keeps its hot entries here. A plain dict of bytes objects
 leaves the C heap fragmented: every write allocates a blob among the short-lived objects of the
 request that carried it, and every spill frees blobs scattered over pages that stay resident
 (a range spilling 10x its limit, no Ray: resident growth 7.0 MB for 3.7 MB held; 4.8 MB with
-slabs and the other fixes of `storage.warm_up_storage`). Here each blob is copied into the tail of a fixed-size slab (`SLAB_BYTES`), and a slab is
+slabs and the other fixes of `range_store.warm_up_storage`). Here each blob is copied into the tail of a fixed-size slab (`SLAB_BYTES`), and a slab is
 freed whole once none of its entries is live, so memory comes back to the system in pages. A
 table's first slabs are small (4 KB, doubling up to `SLAB_BYTES`): the many ranges of a store
 that hold a few keys each cost kilobytes, not 128 KB each.

@@ -17,17 +17,18 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import ray
 
-from . import config as config_mod
-from . import codec, placement, versioning
-from .config import StoreConfig
-from .errors import (ClusterNotFound, DynamoError, InvalidArgument, StoreExists,
+from .. import config as config_mod
+from ..core import codec, versioning
+from ..runtime import placement
+from ..config import StoreConfig
+from ..errors import (ClusterNotFound, DynamoError, InvalidArgument, StoreExists,
                      TableNotFound, Unavailable)
-from .localray import start_local_ray
-from .ring import Ring, claim
-from .protocol import membership
+from ..runtime.localray import start_local_ray
+from ..core.ring import Ring, claim
+from ..protocol import membership
 from .routing import ClientRoute, CoordinatorRoute, rpc_timeout_s
-from .runtime.hosts import spawn_nodes
-from .runtime.transport import RayTransport
+from ..runtime.hosts import spawn_nodes
+from ..runtime.transport import RayTransport
 from .table import AsyncTable, Table, _checked_keys, now_ms
 
 START_TIMEOUT_S = 180.0

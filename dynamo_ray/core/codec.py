@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import msgpack
 
-from .errors import InvalidValue, ValueTooLarge
+from ..errors import InvalidValue, ValueTooLarge
 
 CODECS = ("msgpack", "pickle")
 EXPIRY_MARK = 0xC1

@@ -287,18 +287,6 @@ class Router:
                                   expires_at=expires_at, **extra)
                 pending[call] = (vnode, items)
 
-        def fail(vnode: int, items: list, retry: dict, error: BaseException) -> None:
-            if isinstance(error, Overloaded):
-                # Busy, not down: no fallback stands in (it would answer "not found" for keys
-                # it does not hold); the request is shed if too few others answer.
-                for job, _ in items:
-                    job.overloaded = True
-                return
-            self.mark_down(vnode)
-            for job, hint in items:
-                for sub_vnode, sub_hint in on_failure(job, vnode, hint, error):
-                    retry[sub_vnode].append((job, sub_hint))
-
         launch(sends)
         while pending and not done():
             remaining = deadline - self.clock.monotonic()
@@ -307,21 +295,35 @@ class Router:
             finished, _ = await asyncio.wait(pending, timeout=remaining,
                                              return_when=asyncio.FIRST_COMPLETED)
             retry: dict = defaultdict(list)
-            for fut in finished:
+            for fut in [f for f in list(pending) if f in finished]:  # in the order sent
                 vnode, items = pending.pop(fut)
-                error = fut.exception()
-                if error is None and fut.result()[1] is None:
-                    fail(vnode, items, retry, _Dropped(f"vnode {vnode} dropped the call unserved"))
-                elif error is None:
-                    self.mark_up(vnode)
-                    ring_version, results = fut.result()
-                    self._learn_ring(vnode, ring_version)
-                    for (job, hint), result in zip(items, results):
-                        on_reply(job, vnode, hint, result)
-                else:
-                    fail(vnode, items, retry, error)
+                self._settle(fut, vnode, items, on_reply, on_failure, retry)
             launch(retry)
         return pending
+
+    def _settle(self, fut: asyncio.Future, vnode: int, items: list, on_reply: Callable,
+                on_failure: Callable, retry: dict) -> None:
+        """One finished call: its replies to ``on_reply``; if it failed, the vnode marked
+        down and each of its jobs' substitutes added to ``retry`` ({vnode: [(job, hint)]})."""
+        error = fut.exception()
+        if error is None and fut.result()[1] is None:
+            error = _Dropped(f"vnode {vnode} dropped the call unserved")
+        if error is None:
+            self.mark_up(vnode)
+            ring_version, results = fut.result()
+            self._learn_ring(vnode, ring_version)
+            for (job, hint), result in zip(items, results):
+                on_reply(job, vnode, hint, result)
+        elif isinstance(error, Overloaded):
+            # Busy, not down: no fallback stands in (it would answer "not found" for keys it
+            # does not hold); the request is shed if too few others answer.
+            for job, _ in items:
+                job.overloaded = True
+        else:
+            self.mark_down(vnode)
+            for job, hint in items:
+                for sub_vnode, sub_hint in on_failure(job, vnode, hint, error):
+                    retry[sub_vnode].append((job, sub_hint))
 
     # --- reads --------------------------------------------------------------------------------
     async def get_many(self, table: str, keys: list, r: Optional[int] = None,
@@ -490,17 +492,17 @@ class Router:
                     sends[vnode].append((job, hint))
         written = [j for j in jobs.values() if j.blobs is not None]
         self._revoke_abandoned(table, written, request, deadline)
-        quorum = asyncio.Event()
 
         def at_quorum() -> bool:
             return all(j.acks >= w for j in written)
+
+        def all_copies() -> bool:
+            return all(len(j.covered) >= n for j in written)
 
         def on_reply(job, vnode, hint, count):
             job.holds(vnode, hint)
             if hint is not None:
                 self.metrics.count("dynamo_hints_stored_total", len(job.keys), table=table)
-            if at_quorum():
-                quorum.set()
 
         retried: set = set()
 
@@ -512,24 +514,30 @@ class Router:
                 job.slots += subs
             return subs
 
-        if self.switches.stop_at_w:  # negative control: forget the write at W
-            await self._fan_out(table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload),
-                                on_reply, on_failure, at_quorum, deadline)
+        def group(job, hint):
+            return job.kp, hint, job.payload
+
+        pending = await self._fan_out(table, "merge", sends, group, on_reply, on_failure,
+                                      at_quorum, deadline)
+        if self.switches.stop_at_w or all_copies():  # stop_at_w: the negative control
             return
-        if at_quorum() and not sends:
-            return
-        # the background may outlive the request: a call deadline per spare fallback, and one
-        # for a last retry of a replica that timed out
+        # The rest goes on after the answer: late replies count, and a call that fails gets a
+        # substitute in the background, which may outlive the request by a call deadline per
+        # spare fallback (and one for a last retry of a replica that timed out).
         spares = max((len(j.spare) for j in written), default=0)
         copies_deadline = deadline + (spares + 1) * self.config.timeouts.request_ms / 1000
-        copies = self._keep(self._fan_out(
-            table, "merge", sends, lambda job, hint: (job.kp, hint, job.payload), on_reply,
-            on_failure, lambda: all(len(j.covered) >= n for j in written), copies_deadline))
-        if at_quorum():
-            return
-        waiter = asyncio.ensure_future(quorum.wait())
-        await asyncio.wait([copies, waiter], return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
+
+        def late(fut: asyncio.Future, vnode: int, items: list) -> None:
+            if fut.cancelled():
+                return
+            retry: dict = defaultdict(list)
+            self._settle(fut, vnode, items, on_reply, on_failure, retry)
+            if retry and not all_copies():
+                self._keep(self._fan_out(table, "merge", retry, group, on_reply, on_failure,
+                                         all_copies, copies_deadline))
+
+        for fut, (vnode, items) in pending.items():
+            fut.add_done_callback(lambda f, v=vnode, i=items: late(f, v, i))
 
 
     def _revoke_abandoned(self, table: str, written: list, request: tuple,

@@ -26,6 +26,7 @@ from .transport import Address, Transport, coordinator_at, node_at, vnode_at
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 5.0  # each vnode: expire what is due, compact, trim the heap
+FULL_ROUND_S = 60.0  # handoff, maintenance and anti-entropy ask every vnode at least this often
 START_TIMEOUT_S = 180.0
 
 
@@ -57,6 +58,13 @@ class Node:
         self.view = View(name, ring, incarnation=int(self.clock.time() * 1e9),
                          now=self.clock.monotonic())
         self.vnodes: dict[int, Address] = {}
+        # What the vnodes said they have (`vnode_noted`), so that an idle node asks nothing:
+        # partition -> times told of hints (handoff asks these), partition -> when its
+        # maintenance is due (monotonic s), and whether anything changed since anti-entropy.
+        self.hint_watch: dict[int, int] = {}
+        self.maintenance_due: dict[int, float] = {}
+        self.changed_since_antientropy = True
+        self.full_round_at = {"handoff": 0.0, "maintenance": 0.0, "antientropy": 0.0}
         self._spawn_vnodes(ring.partitions_of(name) if partitions is None else partitions)
         self.coordinator = coordinator_at(name)
         transport.adopt(self.coordinator, host.spawn_coordinator(name, ring))
@@ -64,7 +72,7 @@ class Node:
         self._delivery: Optional[asyncio.Future] = None  # the handoff work in flight
         self._exchange: Optional[asyncio.Future] = None  # the anti-entropy work in flight
         self._maintenance: Optional[asyncio.Task] = None
-        self.antientropy_rounds = {"done": 0, "paused": 0, "last": {}}
+        self.antientropy_rounds = {"done": 0, "paused": 0, "idle": 0, "last": {}}
 
     @property
     def ring(self) -> Ring:
@@ -82,6 +90,7 @@ class Node:
         for p in partitions:
             if p not in self.vnodes:
                 self.vnodes[p] = vnode_at(self.name, p)
+                self.hint_watch[p] = 1  # a restarted vnode may hold logged hints
                 self.transport.adopt(self.vnodes[p], self.host.spawn_vnode(self.name, p, self.ring))
                 spawned.append(self.vnodes[p])
         return spawned
@@ -131,13 +140,46 @@ class Node:
                 except Exception:  # the loop must outlive any one bad round
                     log.exception("%s round failed on %s", activity, self.name)
 
+    def vnode_noted(self, partition: int, what: str) -> None:
+        """A vnode's one-way word (`VNode._note`): it has hints, or it changed."""
+        if what == "hinted":
+            self.hint_watch[partition] = self.hint_watch.get(partition, 0) + 1
+        else:
+            self.maintenance_due[partition] = 0.0
+            self.changed_since_antientropy = True
+
+    def _full_round(self, activity: str) -> bool:
+        """Whether this round of ``activity`` asks every vnode: a told word may be lost (a
+        restarting node), so at least every `FULL_ROUND_S`."""
+        now = self.clock.monotonic()
+        if now - self.full_round_at[activity] < FULL_ROUND_S:
+            return False
+        self.full_round_at[activity] = now
+        return True
+
     async def _maintenance_round(self) -> None:
-        """Each vnode in turn expires what is due and compacts (`VNode.maintain`)."""
-        for address in list(self.vnodes.values()):
+        """Each vnode that changed, or has an expiry due, expires what is due and compacts
+        (`VNode.maintain`); an idle vnode is asked only by the full round."""
+        full = self._full_round("maintenance")
+        for partition, address in list(self.vnodes.items()):
+            now = self.clock.monotonic()
+            if not full and self.maintenance_due.get(partition, 0.0) > now:
+                continue
+            self.maintenance_due[partition] = float("inf")
             try:
-                await self._call(address, "maintain", timeout_s=60)
+                done = await self._call(address, "maintain", timeout_s=60)
             except Exception:
+                self.maintenance_due[partition] = 0.0
                 log.exception("maintenance failed on %s", address)
+                continue
+            if done.get("changed"):
+                self.changed_since_antientropy = True
+            if done.get("hinted"):
+                self.hint_watch.setdefault(partition, 1)
+            if done.get("next_expiry_ms") is not None:
+                wait_s = max(0.0, done["next_expiry_ms"] / 1000 - self.clock.time())
+                self.maintenance_due[partition] = min(self.maintenance_due[partition],
+                                                      now + wait_s)
 
     # --- gossip (Dynamo §4.8) ----------------------------------------------------------------
     async def _gossip_round(self) -> None:
@@ -183,6 +225,7 @@ class Node:
         return self.ring.version
 
     async def _push_ring(self, ring: Ring) -> None:
+        self.changed_since_antientropy = True
         targets = [self.coordinator, *self.vnodes.values()]
         await asyncio.gather(*(self._call(t, "set_ring", ring) for t in targets),
                              return_exceptions=True)
@@ -243,12 +286,18 @@ class Node:
         """Launch one piece of work delivering every hint held here (unless one still runs)."""
         if self._delivery is not None and not self._delivery.done():
             return
+        full = self._full_round("handoff")
         deliveries = []
-        for address in list(self.vnodes.values()):
+        for partition, address in list(self.vnodes.items()):
+            told = self.hint_watch.get(partition)
+            if told is None and not full:
+                continue  # it said nothing since it last had no hints
             try:
                 hints = await self._call(address, "hint_summary")
             except Exception:
                 continue
+            if not hints and self.hint_watch.get(partition) == told:
+                self.hint_watch.pop(partition, None)  # unless it told of a hint meanwhile
             for hint in hints:
                 target_node = self.ring.owners[hint[2]]
                 if target_node not in self.unreachable:
@@ -294,6 +343,9 @@ class Node:
                 self.antientropy_rounds["last"] = self._exchange.result()
                 self.antientropy_rounds["done"] += 1
             self._exchange = None
+        if not self._full_round("antientropy") and not self.changed_since_antientropy:
+            self.antientropy_rounds["idle"] += 1  # nothing here changed since the last round
+            return
         try:
             p99_ms = await self._call(self.coordinator, "latency_p99_ms")
         except Exception:
@@ -302,6 +354,7 @@ class Node:
             self.antientropy_rounds["paused"] += 1  # foreground first
             return
         jobs = self._antientropy_jobs()
+        self.changed_since_antientropy = False
         if jobs:
             self._exchange = self.transport.launch(antientropy.run_round, self.config, self.ring,
                                                    jobs)
@@ -337,6 +390,7 @@ class Node:
     # --- fault injection ---------------------------------------------------------------------
     async def set_unreachable(self, nodes: list) -> None:
         self.unreachable = frozenset(nodes)
+        self.changed_since_antientropy = True
         self.transport.set_unreachable(self.unreachable)
         await self._call(self.coordinator, "set_unreachable", list(nodes))
 

@@ -215,6 +215,12 @@ class Transport(Protocol):
         """Start ``method(*args, **kwargs)`` at ``to``; the future ends as the module says.
         Called from the running event loop."""
 
+    def notify(self, to: Address, method: str, *args: Any) -> None:
+        """Send ``method(*args)`` to ``to`` one way. Nothing waits for it, so it has no
+        deadline; it is lost if ``to`` is down or cut off, so what it says must also reach its
+        target some slower way (a vnode telling its node it has work: the node's periodic
+        safety round)."""
+
     def share(self, blob: bytes) -> Any:
         """``blob`` as it should travel to several targets (by reference when large)."""
 

@@ -54,7 +54,7 @@ from ..storage.range_store import (RangeStore, fix_malloc_thresholds, release_fr
                                    warm_up_storage)
 from ..storage.wal import WriteAheadLog
 from .switches import NONE, Switches
-from .transport import Transport
+from .transport import Transport, node_at
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,10 @@ class VNode:
         self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
         self.made: OrderedDict = OrderedDict()  # request -> [(table, kp, hint, key, dot)]
         self.transfers: dict[tuple, tuple[list, set]] = {}  # (table, kp, tag) -> (keys, written)
+        # told the node since its last look: "changed" (it has maintenance and anti-entropy to
+        # do; reset by `maintain`), "hinted" (it has hints to hand off; reset by an empty
+        # `hint_summary`). So an idle store's nodes ask their vnodes nothing.
+        self.noted = {"changed": False, "hinted": False}
         ae = config.antientropy
         self.tree_shape = (ae.fanout, ae.depth)
         self.exchanges = {"ae_ranges": 0, "ae_nodes": 0, "ae_keys": 0, "ae_bytes": 0,
@@ -239,9 +243,19 @@ class VNode:
         own = [s for (t, _), s in self.ranges.items() if t == table]
         return own, [s for (t, _, _), s in self.hinted.items() if t == table]
 
+    def _note(self, what: str) -> None:
+        """Tell the node, once until it looks, that this vnode has work of kind ``what``."""
+        if not self.noted[what]:
+            self.noted[what] = True
+            self.transport.notify(node_at(self.node), "vnode_noted", self.partition, what)
+
     def _after_writes(self, table: str) -> None:
-        """Keep within the memory limits (spill the coldest of the spilling tables, evict the
-        least recently used of ``table`` if it is a cache) and the log small (checkpoint)."""
+        """Tell the node there is work (`_note`); keep within the memory limits (spill the
+        coldest of the spilling tables, evict the least recently used of ``table`` if it is a
+        cache) and the log small (checkpoint)."""
+        self._note("changed")
+        if self.hinted:
+            self._note("hinted")
         if self.memory_limit is not None:
             spilling = [s for (t, _), s in self.ranges.items() if t not in self.evict_limits]
             used = sum(s.memory_bytes() for s in spilling) + sum(
@@ -329,12 +343,19 @@ class VNode:
     def maintain(self) -> dict:
         """The node's round every few seconds: expire what is due, fold the segments of ranges
         that have more than ``compact_after_segments``, hand freed heap pages back to the OS.
-        Returns {"expired": keys turned into tombstones or dropped, "compacted": segments}."""
+        Returns {"expired": keys turned into tombstones or dropped, "compacted": segments,
+        "changed": whether anything changed since the last round, "next_expiry_ms": the
+        earliest expiry still pending (None: none), "hinted": whether it holds hints}."""
+        changed, self.noted["changed"] = self.noted["changed"], False
         expired = self._expire_due(int(self.clock.time() * 1000))
         limit = self.config.storage.compact_after_segments
         folded = sum(s.compact() for s in list(self.ranges.values()) if len(s.segments) > limit)
-        release_free_memory()  # also what serving reads freed since the last round (~1 ms)
-        return {"expired": expired, "compacted": folded}
+        if changed or expired:
+            release_free_memory()  # also what serving reads freed since the last round (~1 ms)
+        pending = [s.expiring[0][0] for s in [*self.ranges.values(), *self.hinted.values()]
+                   if s.expiring]
+        return {"expired": expired, "compacted": folded, "changed": changed or bool(expired),
+                "next_expiry_ms": min(pending, default=None), "hinted": bool(self.hinted)}
 
     def _expire_due(self, now_ms: int) -> int:
         """Turn every value whose expiry has passed into a tombstone of its dot; a key of a
@@ -458,6 +479,8 @@ class VNode:
             dropped += 1
         if logged:
             self.wal.append(logged)
+        if dropped:
+            self._note("changed")
         return self.ring.version, dropped
 
     def merge(self, table: str, groups: Iterable,
@@ -563,12 +586,16 @@ class VNode:
                 store.destroy()
         if dropped:
             self.actor = self._new_id()
+            self._note("changed")
         return dropped
 
     # --- hinted handoff (DESIGN §4) ------------------------------------------------------------
     def hint_summary(self) -> dict[HintId, int]:
         """Keys held for each intended vnode: {(table, kp, intended partition): count}."""
-        return {hid: len(store) for hid, store in self.hinted.items() if len(store)}
+        summary = {hid: len(store) for hid, store in self.hinted.items() if len(store)}
+        if not summary:
+            self.noted["hinted"] = False  # the node stops asking: tell it of the next hint
+        return summary
 
     def hinted_batch(self, hint: HintId, limit: int) -> list[tuple]:
         """Up to ``limit`` (key, blob) pairs held for ``hint``'s vnode."""
@@ -643,6 +670,8 @@ class VNode:
                 gone.append((key, None))
         self._log_removals(table, kp, None, gone)
         self.exchanges["ae_reaped"] += len(gone)
+        if gone:
+            self._note("changed")
         return len(gone)
 
     def record_exchange(self, figures: dict) -> None:

@@ -111,6 +111,15 @@ class RayTransport:
         reply.add_done_callback(lambda done, ref=ref: self._settle(out, done, to, timer))
         return out
 
+    def notify(self, to: Address, method: str, *args: Any) -> None:
+        handle = None if to.node in self.unreachable else self._handle(to)
+        if handle is None:
+            return
+        try:
+            getattr(handle, method).remote(*args)  # the reply is never fetched
+        except Exception:
+            self.forget(to)
+
     @staticmethod
     def _expire(out: asyncio.Future, to: Address, timeout_s: float) -> None:
         if not out.done():

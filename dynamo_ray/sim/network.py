@@ -191,6 +191,13 @@ class SimTransport:
         self.network.send(self.host, to, method, args, kwargs, out)
         return out
 
+    def notify(self, to: Address, method: str, *args: Any) -> None:
+        if to.node in self.unreachable:
+            return
+        out = self.network.loop.create_future()
+        out.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody waits for it
+        self.network.send(self.host, to, method, args, {}, out)
+
     def share(self, blob: bytes) -> Any:
         return blob
 

@@ -1,20 +1,36 @@
 """The benchmark: dynamo beside what a Ray user would pick instead, in one run.
 
 Role (DESIGN §8; `dynamo-ray bench`, `jobs/bench.py`): measure single-key sync calls, batches of
-1,000 and 16 concurrent single-key calls, for uniform and zipfian keys and 100 B and 1 KiB
-values, on three systems started here on 127.0.0.1: `dynamo` (routing coordinator and client),
-`ray-actor` (one actor holding a dict: one hop, no replication) and `redis` (redis-py against a
-`redis-server` this module starts and stops; skipped with a note when there is none). Latency is
-recorded per operation (per batch for batches) and reported as p50/p99/p99.9; throughput in keys
-per second. Ratios against the goals of issue 7 are computed from the same run.
+1,000 keys and 16 concurrent single-key calls, for uniform and zipfian keys and 100 B and 1 KiB
+values, on these systems, all started here on 127.0.0.1:
+- `dynamo`, routing coordinator and routing client: a store of 4 nodes, Q = 16, N = 3, R = 2,
+  W = 2;
+- `dynamo-durable`: the same store's durable table (each write logged and fsynced before the
+  ack), routing client, uniform keys and 100 B values only: what `durable: true` costs;
+- `ray-replicated`, the baseline of the goals: the one a Ray user writes in an afternoon. Q
+  actors each holding a dict, every key copied to N of them, blind writes in one round, waiting
+  for W (or R) answers; no versions, no repair, no hints (Q, N, R, W read from the store);
+- `ray-actor`: one actor holding a dict (one hop, no replication);
+- `redis`: redis-py against a `redis-server` this module starts and stops (skipped with a note
+  when there is none).
+Each system and combination has a keyspace of its own, preloaded once; batched puts write keys
+never written before, so no system pays for sibling growth; gets read the preloaded keys.
+Latency is recorded per operation (per batch for batches) and reported as p50/p99/p99.9;
+throughput in keys per second. The goals (issue 16) are ratios to `ray-replicated` from the
+same run; the ratios to `ray-actor` and `redis` print as information.
+`--memory` adds bytes per key replica beside Redis, `--scale` throughput over 1 to 8 nodes, and
+`--footprint` the start time, memory and idle CPU of `dr.start()` over a bare Ray
+(`footprint.py`, measured while this process has no Ray up).
 
-Must not: leave a server or Ray running, or listen beyond loopback.
+Must not: leave a server, an actor, a directory or Ray running or behind, or listen beyond
+loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import json
 import os
 import random
@@ -26,10 +42,17 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
+import mmh3
 import ray
 
 BATCH = 1000
 INFLIGHT = 16
+WARMUP = 20  # single puts and gets of each system before each combination's measured ones
+TIMEOUT_S = 10.0  # every wait of ray-replicated for its answers
+START_TIMEOUT_S = 120.0  # for its Q actors to start (worker processes, on 2 cores)
+ROUTINGS = ("client", "coordinator")
+BASELINE = "ray-replicated"
+_FRESH = itertools.count()  # names of keys no system has seen, unique in this process
 
 
 @dataclass
@@ -57,8 +80,9 @@ def percentile(sorted_ms: list, q: float) -> float:
 class Keys:
     """Key choice over a keyspace: uniform, or zipfian (s = 0.99, as YCSB)."""
 
-    def __init__(self, space: int, distribution: str, seed: int = 1):
-        self.names = [f"user{i:08d}" for i in range(space)]
+    def __init__(self, space: int, distribution: str, seed: int = 1, prefix: str = "user"):
+        width = max(1, 12 - len(prefix))  # every name 12 characters, as a fresh one
+        self.names = [f"{prefix}{i:0{width}d}" for i in range(space)]
         self.rng = random.Random(seed)
         self.distribution = distribution
         if distribution == "zipfian":
@@ -77,6 +101,11 @@ class Keys:
 
     def many(self, n: int) -> list:
         return list(dict.fromkeys(self.one() for _ in range(n)))
+
+    @staticmethod
+    def fresh(n: int) -> list:
+        """``n`` keys never written before (in this process), as long as the keyspace's."""
+        return [f"fresh{next(_FRESH):07d}" for _ in range(n)]
 
 
 # --- systems -------------------------------------------------------------------------------------
@@ -134,13 +163,141 @@ class RayActorSystem:
         ray.kill(self.actor)
 
 
-class DynamoSystem:
-    name = "dynamo"
+class ReplicatedSystem:
+    """The replicated store a Ray user writes in an afternoon: Q actors each holding a dict, every
+    key copied to N of them (partitions p, p+1, ..., p+N-1 mod Q of its stable hash), blind
+    writes in one round, waiting for W (or R) answers. No versions, no repair, no hints."""
 
-    def __init__(self, store, routing: str):
-        self.routing = routing
-        self.table = store.table("default", routing=routing)
-        self.atable = store.async_table("default", routing=routing)
+    name, routing = BASELINE, "-"
+
+    def __init__(self, partitions: int, n: int, r: int, w: int, timeout_s: float = TIMEOUT_S):
+        self.q, self.n, self.r, self.w, self.timeout_s = partitions, n, r, w, timeout_s
+        actor = ray.remote(DictActor).options(num_cpus=0)
+        self.actors = [actor.remote() for _ in range(partitions)]
+        # partition p lives on actors p .. p+N-1, so actor a holds partitions a-N+1 .. a
+        self.replicas = [[(p + i) % partitions for i in range(n)] for p in range(partitions)]
+        self.holds = [[(a - i) % partitions for i in range(n)] for a in range(partitions)]
+        try:
+            ray.get([a.get.remote("warm") for a in self.actors], timeout=START_TIMEOUT_S)
+        except Exception:
+            self.close()
+            raise
+
+    def partition(self, key: str) -> int:
+        return mmh3.hash(key, signed=False) % self.q
+
+    def _short(self, got: int, need: int) -> TimeoutError:
+        return TimeoutError(f"{self.name}: {got} of {need} answers within {self.timeout_s} s")
+
+    def _quorum(self, refs: list, need: int) -> list:
+        ready, _ = ray.wait(refs, num_returns=need, timeout=self.timeout_s)
+        if len(ready) < need:
+            raise self._short(len(ready), need)
+        return ray.get(ready, timeout=self.timeout_s)  # an answer that is an error raises
+
+    def put(self, k, v):
+        self._quorum([self.actors[a].put.remote(k, v) for a in self.replicas[self.partition(k)]],
+                     self.w)
+
+    def get(self, k):
+        return self._quorum([self.actors[a].get.remote(k)
+                             for a in self.replicas[self.partition(k)]], self.r)[0]
+
+    def _group(self, keys) -> tuple[dict, dict]:
+        """({partition: its keys}, {actor: the keys of every partition it holds})."""
+        by_partition: dict = {}
+        for k in keys:
+            by_partition.setdefault(self.partition(k), []).append(k)
+        by_actor: dict = {}
+        for p, ks in by_partition.items():
+            for a in self.replicas[p]:
+                by_actor.setdefault(a, []).extend(ks)
+        return by_partition, by_actor
+
+    def _batch_quorum(self, calls: dict, partitions, need: int,
+                      on_answer: Optional[Callable] = None) -> None:
+        """Wait until every partition of ``partitions`` has ``need`` answers among ``calls``
+        ({ref: actor}; an actor's answer covers every key of the partitions it holds, so this is
+        every key having ``need`` answers), handing each answer to ``on_answer(actor, answer)``."""
+        short = dict.fromkeys(partitions, need)
+        pending = list(calls)
+        deadline = time.monotonic() + self.timeout_s
+        while short:
+            ready, pending = ray.wait(pending, num_returns=1,
+                                      timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise self._short(len(calls) - len(pending), len(calls))
+            if pending:  # the answers already in, in the same pass
+                more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                ready += more
+            for ref, answer in zip(ready, ray.get(ready, timeout=self.timeout_s)):
+                actor = calls[ref]
+                if on_answer is not None:
+                    on_answer(actor, answer)
+                for p in self.holds[actor]:
+                    if p in short:
+                        short[p] -= 1
+                        if not short[p]:
+                            del short[p]
+
+    def put_many(self, items):
+        by_partition, by_actor = self._group(items)
+        calls = {self.actors[a].put_many.remote({k: items[k] for k in ks}): a
+                 for a, ks in by_actor.items()}  # one call per actor
+        self._batch_quorum(calls, by_partition, self.w)
+
+    def get_many(self, keys):
+        by_partition, by_actor = self._group(keys)
+        calls = {self.actors[a].get_many.remote(ks): a for a, ks in by_actor.items()}
+        found: dict = {}
+
+        def take(actor, values):
+            for k, v in zip(by_actor[actor], values):
+                found.setdefault(k, v)
+
+        self._batch_quorum(calls, by_partition, self.r, take)
+        return [found[k] for k in keys]
+
+    async def _aquorum(self, refs: list, need: int) -> list:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        pending = {asyncio.wrap_future(ref.future()) for ref in refs}
+        answers: list = []
+        while len(answers) < need:
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise self._short(len(answers), need)
+            answers += [f.result() for f in done]  # an answer that is an error raises
+        for f in pending:  # answers past the quorum are dropped, their errors too
+            f.add_done_callback(_drop)
+        return answers
+
+    async def aput(self, k, v):
+        await self._aquorum([self.actors[a].put.remote(k, v)
+                             for a in self.replicas[self.partition(k)]], self.w)
+
+    async def aget(self, k):
+        return (await self._aquorum([self.actors[a].get.remote(k)
+                                     for a in self.replicas[self.partition(k)]], self.r))[0]
+
+    def close(self):
+        for a in self.actors:
+            ray.kill(a)
+
+
+def _drop(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class DynamoSystem:
+    def __init__(self, store, routing: str, table: str = "default", name: str = "dynamo",
+                 combos: Optional[list] = None):
+        self.name, self.routing = name, routing
+        self.combos = combos  # (distribution, value bytes) it runs; None: every combo of the plan
+        self.table = store.table(table, routing=routing)
+        self.atable = store.async_table(table, routing=routing)
 
     def put(self, k, v):
         self.table.put(k, v)
@@ -265,7 +422,8 @@ def batched(system, op: str, keys: Keys, value: bytes, batches: int, dist: str) 
     lat, done = [], 0
     started = time.perf_counter()
     for _ in range(batches):
-        chunk = keys.many(BATCH)
+        # puts go to fresh keys: a write of a key the store has is a sibling more (siblings table)
+        chunk = keys.fresh(BATCH) if op == "put" else keys.many(BATCH)
         t0 = time.perf_counter()
         if op == "put":
             system.put_many({k: value for k in chunk})
@@ -301,17 +459,32 @@ def preload(system, keys: Keys, value: bytes) -> None:
         system.put_many({k: value for k in keys.names[start:start + BATCH]})
 
 
+def warm(system, keys: Keys, value: bytes, n: int = WARMUP) -> None:
+    """A few single-key calls before the measured ones (puts to fresh keys: no siblings)."""
+    for key in Keys.fresh(n):
+        system.put(key, value)
+    for _ in range(n):
+        system.get(keys.one())
+
+
 def run_matrix(systems: list, plan: dict, say: Callable = print, progress=None) -> list[Row]:
     """Every system through every (distribution, value size) combination of ``plan``."""
     rows = []
-    combos = plan["combos"]
-    total = len(systems) * len(combos)
+
+    def combos(system) -> list:
+        only = getattr(system, "combos", None)
+        return [c for c in plan["combos"] if only is None or c in only]
+
+    total = sum(len(combos(s)) for s in systems)
     bar = progress(total, "bench", "config") if progress else None
-    for system in systems:
-        for dist, value_bytes in combos:
-            keys = Keys(plan["keyspace"], dist)
+    for si, system in enumerate(systems):
+        for ci, (dist, value_bytes) in enumerate(combos(system)):
+            # a keyspace of its own for each system and combination, written once: a blind write
+            # of a key the store has is one sibling more (two dynamo systems share a table)
+            keys = Keys(plan["keyspace"], dist, prefix=f"s{si}c{ci}-")
             value = os.urandom(value_bytes)
             preload(system, keys, value)
+            warm(system, keys, value)
             for op in ("put", "get"):
                 rows.append(single(system, op, keys, value, plan["single"], dist))
                 rows.append(batched(system, op, keys, value, plan["batches"], dist))
@@ -334,53 +507,119 @@ PLANS = {
 
 
 # --- goals ---------------------------------------------------------------------------------------
+# keys/s of dynamo over ray-replicated, uniform keys, 100 B values: {(kind, op): {routing: goal}}
+GOALS = {("batched", "get"): {"client": 0.9, "coordinator": 0.7},
+         ("batched", "put"): {"client": 0.5, "coordinator": 0.45},
+         ("single", "get"): {"client": 0.9, "coordinator": 0.6},
+         ("single", "put"): {"client": 0.45, "coordinator": 0.35}}
+CONCURRENT_GOAL = 3.0  # 16 concurrent single-key calls over single sync ones, keys/s
+TAIL_GOAL = 5.0  # p99.9 / p50 of every single-key row of dynamo
+MEMORY_GOAL = 2.0  # bytes per key replica over Redis's bytes per key
+
+
+def _finder(rows: list[Row]) -> Callable:
+    """find(system, routing, op, batch, concurrency): the row of uniform keys and 100 B values."""
+    index = {(r.system, r.routing, r.op, r.batch, r.concurrency): r for r in rows
+             if (r.keys, r.value_bytes) == ("uniform", 100)}
+    return lambda *key: index.get(key)
+
+
+def _speed(a: Optional[Row], b: Optional[Row]) -> Optional[float]:
+    if a is None or b is None or not b.ops_per_s:
+        return None
+    return a.ops_per_s / b.ops_per_s
+
+
 def goals(rows: list[Row], memory: Optional[dict] = None) -> list[tuple[str, float, float, bool]]:
     """(goal, measured ratio, target, met) for the configuration the goals name: uniform keys,
-    100 B values."""
-    def rate(system, routing, op, batch, concurrency):
-        for r in rows:
-            if (r.system, r.op, r.batch, r.concurrency, r.value_bytes, r.keys) == (
-                    system, op, batch, concurrency, 100, "uniform") and r.routing in routing:
-                return r
-        return None
-
+    100 B values; a goal whose rows did not run is left out."""
+    find = _finder(rows)
     out = []
-
-    def ratio(label, a, b, target):
-        if a is not None and b is not None and b.ops_per_s:
-            value = a.ops_per_s / b.ops_per_s
-            out.append((label, round(value, 2), target, value >= target))
-
-    for op, vs_actor, vs_redis in (("put", 0.33, 2.0), ("get", 0.5, 1.0)):
-        best = max((rate("dynamo", (r,), op, BATCH, 1) for r in ("client", "coordinator")),
-                   key=lambda r: r.ops_per_s if r else 0)
-        ratio(f"batched {op} vs ray-actor", best, rate("ray-actor", ("-",), op, BATCH, 1), vs_actor)
-        ratio(f"batched {op} vs redis", best, rate("redis", ("-",), op, BATCH, 1), vs_redis)
+    for (kind, op), targets in GOALS.items():
+        batch = BATCH if kind == "batched" else 1
+        for routing in ROUTINGS:
+            value = _speed(find("dynamo", routing, op, batch, 1), find(BASELINE, "-", op, batch, 1))
+            if value is not None:
+                out.append((f"{kind} {op}, routing {routing} vs {BASELINE}", round(value, 2),
+                            targets[routing], value >= targets[routing]))
     for op in ("put", "get"):
-        actor = rate("ray-actor", ("-",), op, 1, 1)
-        ratio(f"single {op}, routing client vs ray-actor", rate("dynamo", ("client",), op, 1, 1),
-              actor, 0.5)
-        ratio(f"single {op}, routing coordinator vs ray-actor",
-              rate("dynamo", ("coordinator",), op, 1, 1), actor, 0.33)
-        for routing in ("client", "coordinator"):
-            ratio(f"16 concurrent {op} vs single sync ({routing})",
-                  rate("dynamo", (routing,), op, 1, INFLIGHT), rate("dynamo", (routing,), op, 1, 1), 3.0)
-            single_row = rate("dynamo", (routing,), op, 1, 1)
-            if single_row:
-                tail = single_row.p999_ms / single_row.p50_ms
-                out.append((f"single {op} p99.9 / p50 ({routing})", round(tail, 2), 5.0, tail <= 5.0))
+        for routing in ROUTINGS:
+            value = _speed(find("dynamo", routing, op, 1, INFLIGHT),
+                           find("dynamo", routing, op, 1, 1))
+            if value is not None:
+                out.append((f"{INFLIGHT} concurrent {op} vs single sync ({routing})",
+                             round(value, 2), CONCURRENT_GOAL, value >= CONCURRENT_GOAL))
+    for op in ("put", "get"):
+        for routing in ROUTINGS:
+            for concurrency, what in ((1, "single"), (INFLIGHT, f"{INFLIGHT} concurrent")):
+                row = find("dynamo", routing, op, 1, concurrency)
+                if row is not None and row.p50_ms:
+                    tail = row.p999_ms / row.p50_ms
+                    out.append((f"{what} {op} p99.9 / p50 ({routing})", round(tail, 2), TAIL_GOAL,
+                                tail <= TAIL_GOAL))
     if memory and memory.get("redis_bytes_per_key"):
         value = memory["dynamo_bytes_per_key_replica"] / memory["redis_bytes_per_key"]
-        out.append(("bytes per key replica vs redis (lower is better)", round(value, 2), 2.0,
-                    value <= 2.0))
+        out.append(("bytes per key replica vs redis (lower is better)", round(value, 2),
+                    MEMORY_GOAL, value <= MEMORY_GOAL))
     return out
 
 
+def _lower_is_better(label: str) -> bool:
+    return "lower is better" in label or "p99.9" in label or label.startswith("footprint ")
+
+
 def format_goals(results: list) -> str:
-    lines = ["goal                                                    ratio   target  result"]
+    lines = [f"{'goal':54s} {'value':>7s}  {'target':7s}  result"]
     for label, value, target, met in results:
-        sign = "<=" if "lower is better" in label or "p99.9" in label else ">="
-        lines.append(f"{label:54s} {value:6.2f}  {sign}{target:<5}  {'met' if met else 'MISSED'}")
+        sign = "<=" if _lower_is_better(label) else ">="
+        lines.append(f"{label:54s} {value:7.2f}  {sign + str(target):7s}  "
+                     f"{'met' if met else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def versus(rows: list[Row]) -> list[dict]:
+    """Information beside the goals: dynamo's single and batched rows over ray-actor and redis
+    (keys/s ratios), and the durable table's rows over the same rows of dynamo (routing
+    client)."""
+    find = _finder(rows)
+    out = []
+    for kind, batch in (("single", 1), ("batched", BATCH)):
+        for op in ("get", "put"):
+            for routing in ROUTINGS:
+                row = find("dynamo", routing, op, batch, 1)
+                if row is None:
+                    continue
+                out.append({"row": f"{kind} {op}, routing {routing}",
+                            **{f"vs {other}": _round(_speed(row, find(other, "-", op, batch, 1)))
+                               for other in ("ray-actor", "redis")}})
+    for kind, batch, concurrency in (("single", 1, 1), ("batched", BATCH, 1),
+                                     (f"{INFLIGHT} concurrent", 1, INFLIGHT)):
+        for op in ("get", "put"):
+            value = _speed(find("dynamo-durable", "client", op, batch, concurrency),
+                           find("dynamo", "client", op, batch, concurrency))
+            if value is not None:
+                out.append({"row": f"durable {kind} {op}, routing client", "vs dynamo":
+                            _round(value)})
+    return out
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 2)
+
+
+def format_versus(comparisons: list) -> str:
+    def cell(value):
+        return f"{value:10.2f}" if value is not None else f"{'-':>10s}"
+
+    lines = ["dynamo beside ray-actor and redis (keys/s ratios; information, not goals)",
+             f"{'':42s} {'vs ray-actor':>12s} {'vs redis':>10s}"]
+    for c in comparisons:
+        if "vs ray-actor" in c:
+            lines.append(f"{c['row']:42s} {cell(c['vs ray-actor']):>12s} {cell(c['vs redis'])}")
+    durable = [c for c in comparisons if "vs dynamo" in c]
+    if durable:
+        lines.append("what durable: true costs (dynamo-durable over dynamo, keys/s)")
+        lines += [f"{c['row']:42s} {cell(c['vs dynamo']):>12s}" for c in durable]
     return "\n".join(lines)
 
 
@@ -443,7 +682,8 @@ def _plot_latency(rows: list[Row], path: str) -> str:
             if not lat:
                 continue
             ys = [(i + 1) / len(lat) for i in range(len(lat))]
-            label = _label(asdict(r)) + (f", {r.concurrency} in flight" if r.concurrency > 1 else "")
+            label = _label(asdict(r)) + (f", {r.concurrency} in flight" if r.concurrency > 1
+                                         else "")
             ax.plot(lat, ys, label=label, linestyle="-" if r.concurrency == 1 else "--")
         ax.set_xscale("log")
         ax.set_xlabel("latency (ms, log)")
@@ -543,64 +783,120 @@ def scale_figure(node_counts=(1, 2, 4, 8), seconds: float = 10.0, say: Callable 
         single = single or rate
         row = {"nodes": nodes, "clients": nodes, "keys_per_s": round(rate, 1),
                "efficiency": round(rate / (nodes * single), 2)}
-        say(f"  {nodes} nodes, {nodes} clients: {rate:10.0f} keys/s, efficiency {row['efficiency']:.2f}")
+        say(f"  {nodes} nodes, {nodes} clients: {rate:10.0f} keys/s, "
+            f"efficiency {row['efficiency']:.2f}")
         results.append(row)
     return results
 
 
 def run(mode: str = "quick", out_dir: str = "bench-out", memory: bool = False,
-        scale: bool = False, say: Callable = print) -> dict:
-    """The whole benchmark: start Ray (loopback) if needed, run the matrix on every system,
-    write results.json and the plots, print the table and the goals."""
+        scale: bool = False, say: Callable = print, footprint: bool = False,
+        matrix: bool = True) -> dict:
+    """The whole benchmark: start Ray (loopback) if needed, run the matrix on every system (unless
+    ``matrix`` is false), the figures asked for, write results.json and the plots, print the
+    table and the goals. ``footprint`` runs last, once this process has shut its Ray down."""
+    from . import footprint as footprint_mod
+
+    plan = PLANS[mode]
+    extra: dict = {"mode": mode if matrix else None, "machine": machine()}
+    rows: list[Row] = []
+    started_ray = False
+    try:
+        if (matrix or memory or scale) and not ray.is_initialized():
+            _start_ray()
+            started_ray = True
+        if matrix:
+            rows = _run_systems(plan, extra, say)
+        if memory:
+            say("memory: loading 200,000 keys of 100 B into each system ...")
+            extra["memory"] = memory_figure(say=say)
+        if scale:
+            say("scaling: 1, 2, 4, 8 nodes, as many client tasks ...")
+            extra["scale"] = scale_figure(say=say)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    if rows:
+        say(format_table(rows))
+    if "memory" in extra:
+        say(f"\nmemory: {extra['memory']}")
+    results = goals(rows, extra.get("memory"))
+    extra["goals"] = [dict(goal=g, ratio=v, target=t, met=m) for g, v, t, m in results]
+    failure = None
+    if footprint:
+        if ray.is_initialized():
+            say("note: this process has a Ray up (not started here); the footprint's own Rays "
+                "run beside it")
+        say("")
+        try:
+            measured = footprint_mod.run(say=say)
+        except Exception as e:  # the matrix's results are still written
+            failure = e
+            extra["footprint"] = {"error": str(e)}
+            say(f"footprint failed: {e}")
+        else:
+            results += measured["goals"]
+            extra["footprint"] = {**measured, "goals": [dict(goal=g, ratio=v, target=t, met=m)
+                                                        for g, v, t, m in measured["goals"]]}
+    extra["versus"] = versus(rows)
+    paths = write_outputs(rows, out_dir, extra)
+    if rows:
+        say("\n" + format_versus(extra["versus"]))
+    say("\n" + format_goals(results))
+    say(f"\nwrote {', '.join(paths.values())}")
+    if failure is not None:
+        raise failure
+    return {"rows": rows, **extra, "paths": paths}
+
+
+def _start_ray() -> None:
+    from ..runtime.localray import start_local_ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="warning", log_to_driver=False)
+    else:
+        start_local_ray()
+
+
+def _run_systems(plan: dict, extra: dict, say: Callable) -> list[Row]:
+    """The store (its default and durable tables), the baselines beside it, the matrix; every
+    system, the store and the write-ahead log's directory are gone on return."""
     import dynamo_ray as dr
 
-    from ..runtime.localray import start_local_ray
     from ..client.progress import bar
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"], logging_level="warning", log_to_driver=False)
-        else:
-            start_local_ray()
-    plan = PLANS[mode]
-    extra: dict = {"mode": mode, "machine": machine()}
+    wal_dir = tempfile.mkdtemp(prefix="dynamo-bench-wal-")
     store = None
     systems: list = []
     try:
         store = dr.start(name="bench", nodes=4, partitions=16,
-                         tables={"default": {"n": 3, "r": 2, "w": 2}},
+                         tables={"default": {"n": 3, "r": 2, "w": 2},
+                                 "durable": {"n": 3, "r": 2, "w": 2, "durable": True}},
+                         storage={"spill_dir": wal_dir},
                          antientropy={"interval_s": 60.0}, timeouts={"request_ms": 10000})
+        table = store.config.tables["default"]
         systems = [DynamoSystem(store, "coordinator"), DynamoSystem(store, "client"),
-                   RayActorSystem()]
+                   DynamoSystem(store, "client", table="durable", name="dynamo-durable",
+                                combos=[("uniform", 100)])]
+        systems.append(ReplicatedSystem(store.config.partitions, table.n, table.r, table.w))
+        systems.append(RayActorSystem())
         if redis_available():
             systems.append(RedisSystem())
         else:
             extra["redis"] = "skipped: redis-server or redis-py is not installed"
             say("note: redis skipped (redis-server or the redis package is missing)")
-        rows = run_matrix(systems, plan, say, progress=bar)
+        return run_matrix(systems, plan, say, progress=bar)
     finally:
-        for system in systems:
-            system.close()
-        if store is not None:
-            store.stop()
-    if memory:
-        say("memory: loading 200,000 keys of 100 B into each system ...")
-        extra["memory"] = memory_figure(say=say)
-    if scale:
-        say("scaling: 1, 2, 4, 8 nodes, as many client tasks ...")
-        extra["scale"] = scale_figure(say=say)
-    results = goals(rows, extra.get("memory"))
-    extra["goals"] = [dict(goal=g, ratio=v, target=t, met=m) for g, v, t, m in results]
-    paths = write_outputs(rows, out_dir, extra)
-    say(format_table(rows))
-    if "memory" in extra:
-        say(f"\nmemory: {extra['memory']}")
-    say("\n" + format_goals(results))
-    say(f"\nwrote {', '.join(paths.values())}")
-    if started_ray:
-        ray.shutdown()
-    return {"rows": rows, **extra, "paths": paths}
+        try:
+            for system in systems:
+                try:
+                    system.close()
+                except Exception as e:  # the others are still closed
+                    say(f"note: closing {system.name} failed: {e}")
+            if store is not None:
+                store.stop()
+        finally:
+            shutil.rmtree(wal_dir, ignore_errors=True)
 
 
 def machine() -> dict:

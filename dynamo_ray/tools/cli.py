@@ -367,13 +367,19 @@ def remove_node(node: str, address: str, name: str) -> None:
               help="directory for results.json and the plots")
 @click.option("--memory", is_flag=True, help="also load 200,000 keys and report bytes per key")
 @click.option("--scale", is_flag=True, help="also run 1, 2, 4, 8 nodes with as many clients")
-def bench(quick: bool, smoke: bool, out_dir: str, memory: bool, scale: bool) -> None:
-    """Benchmark dynamo beside a dict in one Ray actor and Redis; print the goals met."""
+@click.option("--footprint", is_flag=True,
+              help="measure dr.start()'s start time, memory and idle CPU over a bare Ray: alone, "
+                   "or after the matrix with --quick or --smoke")
+def bench(quick: bool, smoke: bool, out_dir: str, memory: bool, scale: bool,
+          footprint: bool) -> None:
+    """Benchmark dynamo beside a replicated dict on Ray actors, a dict in one Ray actor and
+    Redis; print the goals met."""
     from . import bench as bench_mod
 
     with _session():
         bench_mod.run("smoke" if smoke else "quick" if quick else "full", out_dir, memory, scale,
-                      say=click.echo)
+                      say=click.echo, footprint=footprint,
+                      matrix=quick or smoke or not footprint)
 
 
 # --- keys ----------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ class StoreConfig:
     name: str = "dynamo"
     placement: str = "local"
     nodes: int = 4
-    partitions: int = 16
+    partitions: int = 8
     tables: Mapping[str, TableConfig] = field(default_factory=_default_tables)
     read_repair: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)

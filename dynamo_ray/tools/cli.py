@@ -118,7 +118,7 @@ def demo() -> None:
     store = None
     with _session():
         try:
-            click.echo("Starting a local store (4 nodes, 16 partitions, N=3 R=2 W=2) ...")
+            click.echo("Starting a local store (4 nodes, 8 partitions, N=3 R=2 W=2) ...")
             store = dr.start(name="dynamo-demo")
             click.echo(f"Nodes: {', '.join(store.nodes())}\n")
             cart_story(store, say=click.echo)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import threading
 from typing import Any, Optional
 
 import msgpack
@@ -68,8 +69,19 @@ def decode(blob: bytes | memoryview, codec: str) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+_packers = threading.local()  # msgpack.packb builds a Packer per call: 4 x the cost of one
+
+
+def pack(obj: Any) -> bytes:
+    """``msgpack.packb(obj, use_bin_type=True)`` on this thread's Packer."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)
+
+
 def _msgpack(value: Any) -> bytes:
-    blob = msgpack.packb(value, use_bin_type=True)
+    blob = pack(value)
     if not isinstance(value, _PLAIN):  # map keys must come back hashable
         msgpack.unpackb(blob, raw=False, strict_map_key=False)
     return blob
@@ -112,6 +124,24 @@ def expiry_ms(blob: Optional[bytes]) -> Optional[int]:
     if not blob or blob[0] != EXPIRY_MARK:
         return None
     return _EXPIRY.unpack_from(blob, 0)[1]
+
+
+# The msgpack headers of a binary field of 8-, 16- and 32-bit length, by the offset of its first
+# byte from them: an encoded key state holds each value as such a field.
+_BIN_HEADERS = ((2, 0xC4), (3, 0xC5), (5, 0xC6))
+
+
+def may_hold_expiry(state_blob: bytes) -> bool:
+    """Whether an encoded key state may hold a value with an expiry frame: some binary field
+    starts with `EXPIRY_MARK`. False is certain; True is a hint to decode (states of random
+    100-byte values: 1 in 120 match, where a bare search for the byte matched 1 in 3)."""
+    at = state_blob.find(EXPIRY_MARK)
+    while at != -1:
+        for back, header in _BIN_HEADERS:
+            if at >= back and state_blob[at - back] == header:
+                return True
+        at = state_blob.find(EXPIRY_MARK, at + 1)
+    return False
 
 
 def expired(blob: Optional[bytes], now_ms: int) -> bool:

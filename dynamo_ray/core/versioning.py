@@ -41,7 +41,7 @@ from typing import Mapping, NamedTuple, Optional
 
 import msgpack
 
-from .codec import expired, payload
+from .codec import expired, pack as _pack, payload
 
 POLICIES = ("siblings", "lww")
 
@@ -222,14 +222,14 @@ def encode(state: KeyState) -> bytes:
     if len(siblings) == 1 and len(clock) == 1:
         s = siblings[0]
         if clock.get(s.actor) == (s.counter, s.ts_ms):
-            return msgpack.packb([s.actor, s.counter, s.ts_ms, s.value], use_bin_type=True)
+            return _pack([s.actor, s.counter, s.ts_ms, s.value])
     flat_clock: list = []
     for a in sorted(clock):
         flat_clock += (a, *clock[a])
     flat_siblings: list = []
     for s in sorted(siblings, key=_age):
         flat_siblings += s
-    return msgpack.packb([flat_clock, flat_siblings], use_bin_type=True)
+    return _pack([flat_clock, flat_siblings])
 
 
 def decode(blob: bytes) -> KeyState:

@@ -76,9 +76,9 @@ def _private_bytes() -> int:
 
 
 def expiry_of(blob: bytes) -> Optional[int]:
-    """The earliest expiry among a state's live values, or None. An expiry frame starts with
-    a byte msgpack never writes; a state without it in its bytes costs no decoding."""
-    if codec.EXPIRY_MARK not in blob:
+    """The earliest expiry among a state's live values, or None. A state none of whose
+    values can start with an expiry frame costs no decoding (`codec.may_hold_expiry`)."""
+    if not codec.may_hold_expiry(blob):
         return None
     found = [codec.expiry_ms(s.value) for s in versioning.decode(blob).siblings
              if s.value is not None]

@@ -38,7 +38,8 @@ class WriteAheadLog:
     def _pack(records: list) -> bytes:
         import msgpack
 
-        return b"".join(msgpack.packb(list(r), use_bin_type=True) for r in records)
+        pack = msgpack.Packer(use_bin_type=True).pack  # one Packer for the batch, not per record
+        return b"".join(pack(list(r)) for r in records)
 
     def append(self, records: list) -> None:
         self._log.append(self._pack(records))

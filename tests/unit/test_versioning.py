@@ -689,3 +689,18 @@ def test_an_expired_overwrite_never_lets_the_older_value_come_back(order):
     for r in cluster.replicas:
         assert vv.values(cluster.states[(r, "k0")]) == [], r
         assert vv.is_deleted(cluster.states[(r, "k0")])
+
+
+@given(values=st.lists(st.one_of(st.none(), st.binary(max_size=70_000)), min_size=1, max_size=4),
+       ttls=st.lists(st.one_of(st.none(), st.integers(0, 2**63 - 1)), min_size=4, max_size=4),
+       actors=st.lists(st.integers(0, 2**62), min_size=4, max_size=4, unique=True))
+@settings(max_examples=200, deadline=None)
+def test_a_state_holding_an_expiring_value_is_never_missed_by_the_expiry_filter(values, ttls,
+                                                                               actors):
+    from dynamo_ray.core import codec
+
+    siblings = tuple(Sibling(a, 1, i, None if v is None else codec.with_expiry(v, t))
+                     for i, (a, v, t) in enumerate(zip(actors, values, ttls)))
+    blob = vv.encode(KeyState({s.actor: (1, s.ts_ms) for s in siblings}, siblings))
+    expiring = any(v is not None and t is not None for v, t in zip(values, ttls))
+    assert codec.may_hold_expiry(blob) or not expiring

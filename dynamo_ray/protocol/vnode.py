@@ -42,6 +42,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from array import array
 import random
 from collections import OrderedDict
 from typing import Any, Iterable, Optional
@@ -114,7 +115,8 @@ class VNode:
                              if tcfg.evicts}
         self.delay_ms = 0  # injected slowness (Store.slow_node)
         self.coordinated_hints: set[HintId] = set()  # hinted ranges holding dots of this id
-        self.made: OrderedDict = OrderedDict()  # request -> [(table, kp, hint, key, dot)]
+        # request -> [(table, kp, hint, actor, [key], array of counters)]: the dots it made
+        self.made: OrderedDict = OrderedDict()
         self.transfers: dict[tuple, tuple[list, set]] = {}  # (table, kp, tag) -> (keys, written)
         # told the node since its last look: "changed" (it has maintenance and anti-entropy to
         # do; reset by `maintain`), "hinted" (it has hints to hand off; reset by an empty
@@ -198,7 +200,7 @@ class VNode:
                     continue
                 if made is not None:
                     request, actor, counter = made
-                    self._remember(request, [(table, kp, hint, key, actor, counter)])
+                    self._remember(request, table, kp, hint, actor, [key], [counter])
                 if blob is None:
                     self._store(table, kp, hint).pop(key)
                 else:
@@ -416,7 +418,6 @@ class VNode:
         now = self._now_ms()
         out = []
         logged: list = []
-        made: list = []
         for kp, hint, writes in groups:
             values = self.transport.resolve([value for _, _, value in writes])
             writes = [(key, ctx, value) for (key, ctx, _), value in zip(writes, values)]
@@ -428,6 +429,7 @@ class VNode:
             others = [c for c in self._copies(table, kp) if c is not store]
             stored = store.get_many([key for key, _, _ in writes])
             blobs = []
+            counters = array("q")
             for (key, ctx, value), mine in zip(writes, stored):
                 old = mine
                 for other in others:
@@ -441,19 +443,28 @@ class VNode:
                 blob = versioning.encode(new)
                 store.put(key, blob, mine)
                 blobs.append(blob)
-                made.append((table, kp, hint, key, self.actor, self.counter))
+                counters.append(self.counter)
             out.append(blobs)
+            if request is not None:
+                self._remember(request, table, kp, hint, self.actor,
+                               [key for key, _, _ in writes], counters)
             logged += self._log(table, kp, hint, [(key, b) for (key, _, _), b in zip(writes, blobs)],
                                 request)
         if logged:
             self.wal.append(logged)  # fsynced before the acknowledgement leaves this vnode
-        if request is not None:
-            self._remember(request, made)
         self._after_writes(table)
         return self.ring.version, out
 
-    def _remember(self, request: Any, made: list) -> None:
-        self.made.setdefault(tuple(request), []).extend(made)
+    def _remember(self, request: Any, table: str, kp: int, hint: Optional[int], actor: int,
+                  keys: list, counters) -> None:
+        """Note the dots (``actor``, counter) made for ``request`` on ``keys``, compactly (16
+        bytes a key: the keys are the stored ones), for the last `MADE_REQUESTS` requests."""
+        groups = self.made.setdefault(tuple(request), [])
+        if groups and groups[-1][:4] == (table, kp, hint, actor):
+            groups[-1][4].extend(keys)
+            groups[-1][5].extend(counters)
+        else:
+            groups.append((table, kp, hint, actor, list(keys), array("q", counters)))
         while len(self.made) > MADE_REQUESTS:
             self.made.popitem(last=False)
 
@@ -464,7 +475,10 @@ class VNode:
         Returns (ring version, dots dropped)."""
         self.calls += 1
         logged, dropped = [], 0
-        for _, kp, hint, key, actor, counter in self.made.pop(tuple(request), []):
+        dots = [(kp, hint, key, actor, counter)
+                for _, kp, hint, actor, keys, counters in self.made.pop(tuple(request), [])
+                for key, counter in zip(keys, counters)]
+        for kp, hint, key, actor, counter in dots:
             store = self._store(table, kp, hint)
             blob = store.get(key)
             if blob is None:

@@ -1,6 +1,7 @@
 """10,000 fuzzed bad inputs through the public API: every one a typed DynamoError, nothing
 stored, no actor restarted, every vnode up afterwards."""
 
+import re
 import threading
 
 import pytest
@@ -147,3 +148,21 @@ BAD_CONFIG = {
 def test_bad_configs_raise_config_error_and_start_nothing(overrides):
     with pytest.raises(dr.ConfigError):
         config.load(None, **overrides)
+
+
+@settings(max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(column=st.text(min_size=1, max_size=6).filter(lambda c: c not in ("id", "n")),
+       as_value=st.booleans())
+def test_a_missing_datasink_column_is_invalid_argument_and_stores_nothing(fuzz_store, column,
+                                                                          as_value):
+    import ray
+
+    from dynamo_ray.data import TableDatasink
+
+    table = fuzz_store.table()
+    before = fuzz_store.status()["keys"].sum()
+    rows = ray.data.from_items([{"id": f"fz-sink-{i}", "n": i} for i in range(20)])
+    sink = TableDatasink(table, "id", column) if as_value else TableDatasink(table, column)
+    with pytest.raises(dr.InvalidArgument, match=re.escape(repr(column))):
+        rows.write_datasink(sink)
+    assert fuzz_store.status()["keys"].sum() == before

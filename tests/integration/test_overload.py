@@ -9,7 +9,7 @@ import dynamo_ray as dr
 
 
 def test_requests_past_the_bounded_queues_are_shed_and_the_rest_served(new_store):
-    s = new_store(nodes=3, partitions=8, overload={"max_pending_calls": 1, "max_queue_ms": 30})
+    s = new_store(nodes=3, partitions=8, overload={"max_pending_calls": 1, "max_queue_ms": 250})
     t = s.table()
     t.put_many({f"o{i}": i for i in range(100)})
     for node in s.nodes():

@@ -10,8 +10,8 @@ transfer plan `ring.transfer_plan` derived purely from the two rings:
    key written meanwhile;
 3. commit: push the new ring to every node (which pushes it to its coordinator and vnodes;
    gossip and replies carry it to anyone missed), so requests go to the new owners;
-4. wait one request deadline for requests routed by the old ring to finish, then the final
-   sync: each source sends the keys written since its stream began;
+4. wait out the requests routed by the old ring (three call deadlines, as long as a write
+   may take), then the final sync: each source sends the keys written since its stream began;
 5. retire: kill the vnodes of partitions that moved, let staying vnodes drop ranges they no
    longer replicate, and for a leaving node deliver its hints and stop it.
 
@@ -33,6 +33,7 @@ from .transport import Transport, node_at, vnode_at
 
 STREAM_BATCH_KEYS = 2000
 NODE_WORK_TIMEOUT_S = 600.0
+OLD_RING_REQUEST_CALLS = 3  # the call deadlines a request routed by the old ring may spend
 
 
 def _pair(transfer: Transfer):
@@ -146,8 +147,9 @@ async def change(transport: Transport, config: StoreConfig, old: Ring, new: Ring
     nodes = set(old.nodes) | set(new.nodes)
     await on_nodes({n: ("set_ring", (new,)) for n in sorted(nodes)}, 60)
 
-    # 4. requests routed by the old ring finish; then the final sync
-    await clock.sleep(timeout_s)
+    # 4. requests routed by the old ring finish (a write may spend three call deadlines);
+    # then the final sync
+    await clock.sleep(OLD_RING_REQUEST_CALLS * timeout_s)
     synced = await per_source("final_syncs", "final sync", None)
 
     # 5. retire what moved, drop what staying vnodes no longer replicate, stop leavers

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAINTENANCE_INTERVAL_S = 5.0  # each vnode: expire what is due, compact, trim the heap
 FULL_ROUND_S = 60.0  # handoff, maintenance and anti-entropy ask every vnode at least this often
 START_TIMEOUT_S = 180.0
+RING_PUSH_TIMEOUT_S = 30.0
+STALE_WORK_WAIT_CALLS = 3  # a cut waits this many call deadlines for work that predates it
 
 
 class NodeHost(Protocol):
@@ -225,10 +227,13 @@ class Node:
         return self.ring.version
 
     async def _push_ring(self, ring: Ring) -> None:
+        """Returns once the coordinator and every vnode here hold ``ring`` (or failed): a
+        membership change retires the old owners only after this, so no request is routed by
+        the old ring for long. A busy actor answers late, not never: a long deadline."""
         self.changed_since_antientropy = True
         targets = [self.coordinator, *self.vnodes.values()]
-        await asyncio.gather(*(self._call(t, "set_ring", ring) for t in targets),
-                             return_exceptions=True)
+        await asyncio.gather(*(self._call(t, "set_ring", ring, timeout_s=RING_PUSH_TIMEOUT_S)
+                               for t in targets), return_exceptions=True)
 
     async def add_vnodes(self, partitions: list[int]) -> list[int]:
         """Create vnodes for partitions this node is about to own; returns when they answer."""
@@ -389,10 +394,17 @@ class Node:
 
     # --- fault injection ---------------------------------------------------------------------
     async def set_unreachable(self, nodes: list) -> None:
+        """Cut this node off from ``nodes``. Returns once none of its calls crosses the cut:
+        background work launched before it (an anti-entropy round, a hint delivery) still
+        sees the old network, so it is let finish first (each of its calls has a deadline)."""
+        cut_grew = bool(frozenset(nodes) - self.unreachable)
         self.unreachable = frozenset(nodes)
         self.changed_since_antientropy = True
         self.transport.set_unreachable(self.unreachable)
         await self._call(self.coordinator, "set_unreachable", list(nodes))
+        running = [w for w in (self._exchange, self._delivery) if w is not None and not w.done()]
+        if cut_grew and running:
+            await asyncio.wait(running, timeout=STALE_WORK_WAIT_CALLS * self._deadline_s())
 
     async def set_faults(self, delay_ms: int = 0, clock_skew_ms: int = 0) -> None:
         await asyncio.gather(*(self._call(a, "set_faults", delay_ms, clock_skew_ms)

@@ -46,7 +46,7 @@ class _RangeJob:
 
     __slots__ = ("kp", "keys", "payload", "slots", "spare", "probes", "primaries", "acked",
                  "covered", "replies", "blobs", "coordinator", "tried", "abandoned",
-                 "overloaded")
+                 "overloaded", "failures")
 
     def __init__(self, kp: int, primaries: tuple, slots: list, spare: list, probes: list):
         self.kp = kp
@@ -64,6 +64,7 @@ class _RangeJob:
         self.tried: set = set()
         self.abandoned: list = []  # (vnode, hint) coordinators that timed out: maybe applied
         self.overloaded = False  # a replica shed one of its calls
+        self.failures: list = []  # "vnode: why" of each failed call, for the error message
 
     @property
     def acks(self) -> int:
@@ -319,9 +320,11 @@ class Router:
             # does not hold); the request is shed if too few others answer.
             for job, _ in items:
                 job.overloaded = True
+                job.failures.append(f"vnode {vnode}: overloaded")
         else:
             self.mark_down(vnode)
             for job, hint in items:
+                job.failures.append(f"vnode {vnode}: {type(error).__name__}")
                 for sub_vnode, sub_hint in on_failure(job, vnode, hint, error):
                     retry[sub_vnode].append((job, sub_hint))
 
@@ -348,8 +351,14 @@ class Router:
         def on_reply(job, vnode, hint, blobs):
             job.replies.append((vnode, blobs))
 
+        retried: set = set()
+
         def on_failure(job, vnode, hint, error):
-            return job.substitute(vnode, hint, self.usable)[:1]  # a read needs one stand-in
+            subs = job.substitute(vnode, hint, self.usable)[:1]  # a read needs one stand-in
+            if not subs and isinstance(error, CallTimeout) and (job.kp, vnode) not in retried:
+                retried.add((job.kp, vnode))  # slow is not dead: with no spare left, once more
+                subs = [(vnode, hint)]
+            return subs
 
         def done():
             return all(len(j.replies) >= r for j in jobs.values())
@@ -637,9 +646,11 @@ def _unavailable(what: str, short: list, needed: int, got: Callable) -> Unavaila
         return Overloaded(f"{what} of {first.keys[0]!r} was shed: its replicas' queues are full "
                           f"({got(first)} of {needed} answered)")
     keys = [k for job in short for k in job.keys]
+    why = sorted({f for job in short for f in job.failures})
     return Unavailable(
         f"{what} of {first.keys[0]!r} reached {got(first)} of the {needed} replicas it needs"
-        + (f" ({len(keys)} keys in {len(short)} ranges missed their quorum)" if len(keys) > 1 else ""),
+        + (f" ({len(keys)} keys in {len(short)} ranges missed their quorum)" if len(keys) > 1 else "")
+        + (f"; failed: {', '.join(why[:6])}" if why else ""),
         key=first.keys[0], keys=keys, needed=needed, got=got(first),
     )
 

@@ -3,7 +3,7 @@
 Role (DESIGN §8; `dynamo-ray bench`, `jobs/bench.py`): measure single-key sync calls, batches of
 1,000 keys and 16 concurrent single-key calls, for uniform and zipfian keys and 100 B and 1 KiB
 values, on these systems (`bench_systems.py`), all started here on 127.0.0.1:
-- `dynamo`, routing coordinator and routing client: a store of 4 nodes, Q = 16, N = 3, R = 2,
+- `dynamo`, routing coordinator and routing client: a store of 4 nodes, Q = 16 (8 in the smoke run), N = 3, R = 2,
   W = 2;
 - `dynamo-durable`: the same store's durable table (each write logged and fsynced before the
   ack), routing client, uniform keys and 100 B values only: what `durable: true` costs;
@@ -209,8 +209,9 @@ PLANS = {
               "combos": [("uniform", 100), ("zipfian", 100), ("uniform", 1024)]},
     "full": {"keyspace": 100_000, "single": 2000, "batches": 30, "concurrent": 4000,
              "combos": [("uniform", 100), ("zipfian", 100), ("uniform", 1024), ("zipfian", 1024)]},
+    # the suite's run: half the partitions, so half the actors to start
     "smoke": {"keyspace": 1000, "single": 20, "batches": 2, "concurrent": 64,
-              "combos": [("uniform", 100)]},
+              "combos": [("uniform", 100)], "partitions": 8},
 }
 
 
@@ -577,7 +578,7 @@ def _run_systems(plan: dict, extra: dict, say: Callable) -> list[Row]:
     store = None
     systems: list = []
     try:
-        store = dr.start(name="bench", nodes=4, partitions=16,
+        store = dr.start(name="bench", nodes=4, partitions=plan.get("partitions", 16),
                          tables={"default": {"n": 3, "r": 2, "w": 2},
                                  "durable": {"n": 3, "r": 2, "w": 2, "durable": True}},
                          storage={"spill_dir": wal_dir},

@@ -27,7 +27,9 @@ def test_grow_and_shrink_on_new_ray_nodes_loses_nothing(cluster):
     try:
         result = rebalance.run(s, keys_count=3000, make_room=make_room)
         print(result["rows"])
-        assert (result["lost"], result["failed_reads"], result["write_errors"]) == (0, 0, 0), result
+        print("examples:", result["examples"])
+        assert (result["lost"], result["failed_reads"], result["write_errors"]) == (0, 0, 0), \
+            result["examples"]
         assert result["worst_ratio"] <= rebalance.GOAL_RATIO
         assert len(added) == 2
         # while they were members, node-4 and node-5 ran on the Ray nodes added for them

@@ -13,7 +13,7 @@ from helpers import primaries_of, wait_for
 import dynamo_ray as dr
 
 TABLES = {
-    "ttl": {"n": 3, "r": 2, "w": 2, "ttl_s": 1.0},
+    "ttl": {"n": 3, "r": 2, "w": 2, "ttl_s": 3.0},
     "pickled": {"n": 3, "r": 2, "w": 2, "codec": "pickle"},
     "lru": {"n": 2, "r": 1, "w": 1, "conflict": "lww", "codec": "pickle",
             "max_memory_mb": 0.5, "eviction": "lru"},
@@ -90,7 +90,10 @@ def test_a_msgpack_table_rejects_them_with_invalid_value_naming_the_codec(cache_
 def test_table_and_write_ttls_expire_on_time(cache_store, routing, key):
     ttl = cache_store.table("ttl", routing=routing)
     plain = cache_store.table(routing=routing)
-    ttl.put(key, "table ttl")  # the table's 1 s
+    table_ttl_s = TABLES["ttl"]["ttl_s"]
+    written_at = time.monotonic()
+    ttl.put(key, "table ttl")
+    acked_at = time.monotonic()
     ttl.put(key + "-long", "own ttl", ttl_s=30)  # the write's own wins
     plain.put(key + "-write", "write ttl", ttl_s=0.5)
     ttl.put_many({key + "-many": 1}, ttl_s=0.5)
@@ -98,8 +101,10 @@ def test_table_and_write_ttls_expire_on_time(cache_store, routing, key):
     time.sleep(0.6)
     assert plain.get(key + "-write").values == [] and not plain.get(key + "-write").exists
     assert not ttl.get(key + "-many").exists
+    # the table's TTL has not run out yet (its clock started after written_at)
+    assert time.monotonic() - written_at < table_ttl_s, "too slow to test: raise the table TTL"
     assert ttl.get(key).exists
-    time.sleep(0.5)
+    time.sleep(max(0.0, acked_at + table_ttl_s + 0.1 - time.monotonic()))
     for got in (ttl.get(key), ttl.get_many([key])[key]):
         assert (got.exists, got.values, got.value) == (False, [], None)
     assert ttl.get(key + "-long").value == "own ttl"

@@ -65,6 +65,10 @@ def test_a_durable_table_reads_every_acknowledged_write_at_r_after_a_full_restar
     keys = [f"durable-{i}" for i in range(3000)]
     for start in range(0, len(keys), 100):
         t.put_many({k: k for k in keys[start:start + 100]})
+    singles = [f"single-{i}" for i in range(100)]  # the one-key path logs on every replica too
+    for k in singles:
+        t.put(k, k)
+    keys += singles
     for node in store.ring.nodes:
         store.fail_node(node)
     for node in store.ring.nodes:

@@ -65,7 +65,11 @@ def ray_head():
         yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "env": env}
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+        try:
+            head.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # its graceful stop can take half a minute
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
 
 
 def _actors_left(ray_head, name):

@@ -21,7 +21,8 @@ def test_grow_and_shrink_under_load_loses_nothing_and_moves_near_the_ideal(start
     result = rebalance.run(s, keys_count=3000, steps=[("add", "node-4"), ("remove", "node-4")])
     print(result["rows"])
     assert result["acked"] > 0 and result["reads"] > 0
-    assert (result["lost"], result["failed_reads"], result["write_errors"]) == (0, 0, 0), result
+    assert (result["lost"], result["failed_reads"], result["write_errors"]) == (0, 0, 0), \
+        result["examples"]
     assert result["worst_ratio"] <= rebalance.GOAL_RATIO
     assert s.nodes() == ["node-1", "node-2", "node-3"]
     assert placement.store_node_names(s.name) == ["node-1", "node-2", "node-3"]

@@ -52,27 +52,6 @@ def test_a_store_holding_ten_times_its_memory_limit_reads_every_key_back(new_sto
     assert mimalloc_bytes == 0
 
 
-def test_durable_writes_survive_a_full_restart(new_store, tmp_path):
-    s = new_store(**SPILL, storage={"spill_dir": str(tmp_path)},
-                    tables={"orders": {"n": 3, "r": 2, "w": 2, "durable": True}})
-    t = s.table("orders")
-    acked = {}
-    for i in range(300):
-        t.put(f"order-{i}", {"i": i})
-        acked[f"order-{i}"] = {"i": i}
-    t.put_many({f"bulk-{i}": i for i in range(2000)})
-    acked.update({f"bulk-{i}": i for i in range(2000)})
-    restart_all(s)  # every node fails at once: memory is gone, disks remain
-    # Each write is on its coordinator's disk: one durable copy among N. Until anti-entropy
-    # copies it back to the others, only a read of all N replicas is sure to meet it.
-    got = t.get_many(list(acked), r=3)
-    lost = [k for k, v in acked.items() if got[k].value != v]
-    assert lost == [], f"{len(lost)} acknowledged durable writes lost"
-    s.run_antientropy()
-    got = t.get_many(list(acked))  # now any quorum sees them
-    assert [k for k, v in acked.items() if got[k].value != v] == []
-
-
 def test_without_durability_only_spilled_writes_survive_a_full_restart(new_store, tmp_path):
     s = new_store(**{**SPILL, "antientropy": {"enabled": False}},
                     storage={"spill_dir": str(tmp_path), "memory_limit_mb": 0.2})

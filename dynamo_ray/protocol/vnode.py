@@ -178,7 +178,7 @@ class VNode:
 
     def _cache_slab_bytes(self, table: str) -> int:
         """Slabs small enough that a cache table's ranges each hold several within its limit
-        (eviction frees whole slabs), and at most 128 KB (each its own mapping)."""
+        (eviction frees whole slabs, and trims the heap after), and at most 128 KB."""
         return max(4096, min(SLAB_BYTES, int(self.evict_limits[table] / 32)))
 
     # --- disk (DESIGN §5) ----------------------------------------------------------------------

@@ -67,14 +67,23 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
+# Above the 1 MiB buffer msgpack.packb allocates on every call, which Ray makes for every
+# call's arguments and reply: below it, each packb is an mmap and munmap pair (or a heap trim),
+# 10 us instead of 0.5 us, and a vnode call cost 25 % more CPU (measured, 2 cores).
+MMAP_THRESHOLD_BYTES = 2 * 2**20
+TRIM_THRESHOLD_BYTES = 4 * 2**20
+
+
 def fix_malloc_thresholds() -> None:
-    """Keep glibc's mmap and trim thresholds at 128 KB: left dynamic, freeing one large buffer
-    (a Parquet chunk, a slab) raises them, so that later frees of up to twice its size stay
-    resident and memory no longer follows what a vnode holds."""
+    """Keep glibc's mmap and trim thresholds fixed (`MMAP_THRESHOLD_BYTES`,
+    `TRIM_THRESHOLD_BYTES`): left dynamic, freeing one large buffer (a Parquet chunk) raises
+    them up to 32 MB, so that later frees of up to twice its size stay resident and memory no
+    longer follows what a vnode holds. What stays free below them goes back to the OS at each
+    `release_free_memory` (after a spill or an eviction, and every maintenance round)."""
     libc = _libc()
     if libc is not None:
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, TRIM_THRESHOLD_BYTES)  # M_TRIM_THRESHOLD
 
 
 def warm_up_storage() -> None:

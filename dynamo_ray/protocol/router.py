@@ -132,8 +132,15 @@ class Router:
 
     # --- membership and local failure detection --------------------------------------------
     def set_ring(self, ring: Ring) -> None:
+        """Adopt a newer ring. The handles of the vnodes whose owner changed are forgotten: a
+        partition that comes back to a node (a shrink after a grow) gets a new actor at its old
+        address, and a kept handle would still be the retired actor's."""
         if ring.version > self.ring.version:
-            self.ring = ring
+            old, self.ring = self.ring, ring
+            for partition, (was, now) in enumerate(zip(old.owners, ring.owners)):
+                if was != now:
+                    self.transport.forget(vnode_at(was, partition))
+                    self.transport.forget(vnode_at(now, partition))
 
     def _learn_ring(self, vnode: int, version: int) -> None:
         """A reply carried a newer ring version than ours: fetch that ring from the vnode that

@@ -44,7 +44,7 @@ class TableConfig:
     w: int = 2
     conflict: str = "siblings"
     strict: bool = False  # primaries only: no sloppy quorum, no hinted handoff
-    durable: bool = False  # the coordinating replica logs and fsyncs each write before the ack
+    durable: bool = False  # every replica logs and fsyncs a write (once per call) before it answers
     codec: str = "msgpack"  # how values become bytes: msgpack (portable) or pickle (any object)
     ttl_s: Optional[float] = None  # every write expires after this, unless it names its own
     max_memory_mb: Optional[float] = None  # per vnode, for this table's keys (with eviction)

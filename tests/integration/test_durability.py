@@ -8,8 +8,6 @@
    anti-entropy off.
 """
 
-import tempfile
-
 from helpers import wait_for
 
 import dynamo_ray as dr
@@ -57,9 +55,9 @@ def test_a_write_acknowledged_during_a_failure_reaches_n_distinct_nodes(new_stor
     assert all(g.value == k for k, g in t.get_many(acknowledged).items())
 
 
-def test_a_durable_table_reads_every_acknowledged_write_at_r_after_a_full_restart(new_store):
-    spill_dir = tempfile.mkdtemp(prefix="dynamo-durable-")
-    store = new_store(storage={"spill_dir": spill_dir}, antientropy=NO_REPAIR,
+def test_a_durable_table_reads_every_acknowledged_write_at_r_after_a_full_restart(new_store,
+                                                                                 tmp_path):
+    store = new_store(storage={"spill_dir": str(tmp_path)}, antientropy=NO_REPAIR,
                       tables={"default": {"n": 3, "r": 2, "w": 2, "durable": True}})
     t = store.table()
     keys = [f"durable-{i}" for i in range(3000)]

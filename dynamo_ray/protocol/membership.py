@@ -7,11 +7,12 @@ transfer plan `ring.transfer_plan` derived purely from the two rings:
    that inherit a leaving node's partitions); they are not yet in anyone's ring;
 2. stream every planned range from its old replica to its new one in batches, as background
    work of the source's node (a Ray task pinned to it in the runtime); the source records every
-   key written meanwhile;
+   key written meanwhile, and sends those keys' states once the stream ends (the catch-up), so
+   that the new owners hold every write acknowledged before the commit;
 3. commit: push the new ring to every node (which pushes it to its coordinator and vnodes;
    gossip and replies carry it to anyone missed), so requests go to the new owners;
 4. wait out the requests routed by the old ring (three call deadlines, as long as a write
-   may take), then the final sync: each source sends the keys written since its stream began;
+   may take), then the final sync: each source sends the keys written since the catch-up;
 5. retire: kill the vnodes of partitions that moved, let staying vnodes drop ranges they no
    longer replicate, and for a leaving node deliver its hints and stop it.
 
@@ -61,12 +62,13 @@ async def stream_range(transport: Transport, table: str, transfer: Transfer, bat
 
 
 async def final_sync(transport: Transport, table: str, transfer: Transfer,
-                     timeout_s: float) -> int:
-    """Send what was written at the source since its stream began; returns the keys sent."""
+                     timeout_s: float, finish: bool = True) -> int:
+    """Send what was written at the source since its stream began or its last catch-up, and
+    end the transfer unless ``finish`` is false (the catch-up); returns the keys sent."""
     source, target = _pair(transfer)
     tag = (transfer.target, transfer.target_node)
-    written = await transport.call(source, "finish_transfer", table, transfer.kp, tag,
-                                   timeout_s=timeout_s)
+    method = "finish_transfer" if finish else "catch_up_transfer"
+    written = await transport.call(source, method, table, transfer.kp, tag, timeout_s=timeout_s)
     if written:
         await transport.call(target, "merge", table, [(transfer.kp, None, written)],
                              timeout_s=timeout_s)
@@ -76,6 +78,11 @@ async def final_sync(transport: Transport, table: str, transfer: Transfer,
 async def stream_ranges(transport: Transport, work: list, timeout_s: float) -> int:
     """`stream_range` for each (transfer, table) in turn: one piece of work per source node."""
     return sum([await stream_range(transport, table, t, STREAM_BATCH_KEYS, timeout_s)
+                for t, table in work])
+
+
+async def catch_up_syncs(transport: Transport, work: list, timeout_s: float) -> int:
+    return sum([await final_sync(transport, table, t, timeout_s, finish=False)
                 for t, table in work])
 
 
@@ -142,6 +149,8 @@ async def change(transport: Transport, config: StoreConfig, old: Ring, new: Ring
     keys_streamed = await per_source("stream_ranges", "streaming ranges", bar)
     if bar is not None:
         bar.close()
+    # what was written while the ranges streamed, before any request reads the new owners
+    caught_up = await per_source("catch_up_syncs", "catch-up sync", None)
 
     # 3. commit the new ring everywhere
     nodes = set(old.nodes) | set(new.nodes)
@@ -150,7 +159,7 @@ async def change(transport: Transport, config: StoreConfig, old: Ring, new: Ring
     # 4. requests routed by the old ring finish (a write may spend three call deadlines);
     # then the final sync
     await clock.sleep(OLD_RING_REQUEST_CALLS * timeout_s)
-    synced = await per_source("final_syncs", "final sync", None)
+    synced = caught_up + await per_source("final_syncs", "final sync", None)
 
     # 5. retire what moved, drop what staying vnodes no longer replicate, stop leavers
     retiring: dict[str, list[int]] = defaultdict(list)

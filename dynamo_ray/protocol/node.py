@@ -262,6 +262,9 @@ class Node:
         """Stream the ranges of ``work`` from this node's vnodes, as background work here."""
         return await self.transport.launch(membership.stream_ranges, work, timeout_s)
 
+    async def catch_up_syncs(self, work: list, timeout_s: float) -> int:
+        return await self.transport.launch(membership.catch_up_syncs, work, timeout_s)
+
     async def final_syncs(self, work: list, timeout_s: float) -> int:
         return await self.transport.launch(membership.final_syncs, work, timeout_s)
 

@@ -581,6 +581,15 @@ class VNode:
         return [(k, b) for k, b in zip(chunk, self._store(table, kp, None).get_many(chunk))
                 if b is not None]
 
+    def catch_up_transfer(self, table: str, kp: int, tag: Any) -> list:
+        """The current state of every key written since the stream began or the last
+        catch-up; keeps recording for the final sync."""
+        _, written = self.transfers[(table, kp, tag)]
+        keys = list(written)
+        written.clear()  # in place: the store still adds to this set
+        store = self._store(table, kp, None)
+        return [(k, b) for k, b in zip(keys, store.get_many(keys)) if b is not None]
+
     def finish_transfer(self, table: str, kp: int, tag: Any) -> list:
         """End the transfer: the current state of every key written since it began."""
         _, written = self.transfers.pop((table, kp, tag))

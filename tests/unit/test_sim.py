@@ -61,8 +61,11 @@ def test_each_negative_control_is_caught(name, kwargs, seed, symptom):
 # Seeds on which the simulator found bugs, fixed since (see the commit that fixed each):
 # a coordinator's late reply left a second dot that a delete did not cover (17, 26, 214, 261,
 # 769); removals (reaped tombstones, delivered hints) were not logged (10); registers were not
-# durable across a restart of every node (493, a workload fix).
-@pytest.mark.parametrize("seed", [10, 17, 26, 214, 261, 493, 769])
+# durable across a restart of every node (493, a workload fix); a read through the new ring
+# missed a register write acknowledged while its range streamed to a joining node, because
+# the new owners got such writes only at the final sync, three call deadlines after the
+# commit (674: now a catch-up sync before the commit).
+@pytest.mark.parametrize("seed", [10, 17, 26, 214, 261, 493, 674, 769])
 def test_seeds_that_found_bugs_pass(seed):
     result = sim.run_seed(seed)
     assert result.ok, result.violations[:3]

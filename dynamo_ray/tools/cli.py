@@ -188,12 +188,13 @@ def up(config_path: Optional[str], address: str, name: Optional[str], if_exists:
                 click.echo(f"store {cfg.name!r} is already running")
                 return
             lines = _drift_lines(drift)
+            differ = f"{len(drift)} key{' differs' if len(drift) == 1 else 's differ'}"
             if if_exists == "error":
                 head = (f"store {cfg.name!r} is already running with a different config "
-                        f"({len(drift)} keys differ; --if-exists ok keeps it):")
+                        f"({differ}; --if-exists ok keeps it):")
                 raise CliError("\n".join([head, *lines]))
             click.echo(f"store {cfg.name!r} is already running")
-            head = f"note: it runs with a different config ({len(drift)} keys differ), kept as is:"
+            head = f"note: it runs with a different config ({differ}), kept as is:"
             click.echo("\n".join([head, *lines]), err=True)
             return
         store = start(cfg, name=cfg.name)

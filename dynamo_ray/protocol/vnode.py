@@ -591,7 +591,8 @@ class VNode:
         return [(k, b) for k, b in zip(keys, store.get_many(keys)) if b is not None]
 
     def finish_transfer(self, table: str, kp: int, tag: Any) -> list:
-        """End the transfer: the current state of every key written since it began."""
+        """End the transfer: the current state of every key written since it began or since
+        the last catch-up."""
         _, written = self.transfers.pop((table, kp, tag))
         store = self._store(table, kp, None)
         store.watchers.remove(written)

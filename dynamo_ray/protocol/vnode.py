@@ -259,33 +259,21 @@ class VNode:
         if self.hinted:
             self._note("hinted")
         if self.memory_limit is not None:
-            spilled = False
-            for _ in range(3):  # a spill frees whole slabs and adds a segment index: look again
-                if not self._spill_past_limit():
-                    break
-                spilled = True
-            if spilled:
+            spilling = [s for (t, _), s in self.ranges.items() if t not in self.evict_limits]
+            used = sum(s.memory_bytes() for s in spilling) + sum(
+                s.memory_bytes() for (t, _, _), s in self.hinted.items()
+                if t not in self.evict_limits)
+            if used > self.memory_limit:
+                spillable = [s for s in spilling if s.hot_bytes]
+                hot = sum(s.hot_bytes for s in spillable) or 1
+                excess = used - 0.8 * self.memory_limit  # spill to 80 %: fewer, larger segments
+                for store in spillable:
+                    store.spill(int(excess * store.hot_bytes / hot) + 1)
                 release_free_memory()
         if table in self.evict_limits:
             self._evict(table)
         if self.wal is not None and self.wal.size_bytes > self.config.storage.wal_checkpoint_mb * 2**20:
             self.checkpoint()
-
-    def _spill_past_limit(self) -> bool:
-        """If the spilling tables' ranges and hints hold more than the memory limit, spill the
-        coldest entries of each (in proportion to its hot bytes) down to 80 % of it, for
-        fewer, larger segments; returns whether any memory was freed."""
-        spilling = [s for (t, _), s in self.ranges.items() if t not in self.evict_limits]
-        used = sum(s.memory_bytes() for s in spilling) + sum(
-            s.memory_bytes() for (t, _, _), s in self.hinted.items()
-            if t not in self.evict_limits)
-        if used <= self.memory_limit:
-            return False
-        spillable = [s for s in spilling if s.hot_bytes]
-        hot = sum(s.hot_bytes for s in spillable) or 1
-        excess = used - 0.8 * self.memory_limit
-        return sum(store.spill(int(excess * store.hot_bytes / hot) + 1)
-                   for store in spillable) > 0
 
     def _log_removals(self, table: str, kp: int, hint: Optional[int], gone: list) -> None:
         """Log that keys left a durable range (a hint delivered, a tombstone reaped): replayed

@@ -167,19 +167,24 @@ class VNode:
         book = self.ranges if hint is None else self.hinted
         store = book.get(rid)
         if store is None:  # a range it replicates gets a Merkle tree and a directory
+            slab_bytes = self._slab_bytes(table)
             if hint is None and table not in self.evict_limits:
-                store = RangeStore(self.tree_shape, self._range_dir(table, kp), expiry_of)
-            elif table in self.evict_limits:  # memory only, no tree, evicted a slab at a time
-                store = RangeStore(expiry_of=expiry_of, slab_bytes=self._cache_slab_bytes(table))
-            else:  # hinted copies: memory only, no tree
-                store = RangeStore(expiry_of=expiry_of)
+                store = RangeStore(self.tree_shape, self._range_dir(table, kp), expiry_of,
+                                   slab_bytes)
+            else:  # a cache table's ranges and hinted copies: memory only, no tree
+                store = RangeStore(expiry_of=expiry_of, slab_bytes=slab_bytes)
             book[rid] = store
         return store
 
-    def _cache_slab_bytes(self, table: str) -> int:
-        """Slabs small enough that a cache table's ranges each hold several within its limit
-        (eviction frees whole slabs, and trims the heap after), and at most 128 KB."""
-        return max(4096, min(SLAB_BYTES, int(self.evict_limits[table] / 32)))
+    def _slab_bytes(self, table: str) -> int:
+        """Slabs small enough that each range holds several within its memory limit (the cache
+        table's, else the vnode's), and at most 128 KB: a spill or an eviction frees whole
+        slabs, and a range's newest slab stays held, so 128 KB slabs under a 0.5 MB limit left
+        three ranges' tails alone near it."""
+        limit = self.evict_limits.get(table, self.memory_limit)
+        if limit is None:
+            return SLAB_BYTES
+        return max(4096, min(SLAB_BYTES, int(limit / 32)))
 
     # --- disk (DESIGN §5) ----------------------------------------------------------------------
     def _range_dir(self, table: str, kp: int) -> Optional[str]:

@@ -210,6 +210,10 @@ class RangeStore:
         compares before it moves any value."""
         wanted = set(buckets)
         bucket_of = self.tree.bucket_of
+        if not self.segments:  # the bucket from the key alone: read only the wanted blobs
+            hot = self.hot
+            return [(k, item_hash(k, b)) for k in hot.keys()
+                    if bucket_of(k) in wanted and (b := hot.get(k)) is not None]
         return self._over_live(
             lambda live: [(k, item_hash(k, b)) for k, b in live if bucket_of(k) in wanted])
 

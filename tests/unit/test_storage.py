@@ -28,7 +28,7 @@ from hypothesis.stateful import (
 )
 
 from dynamo_ray.storage import segments
-from dynamo_ray.core.merkle import MerkleTree
+from dynamo_ray.core.merkle import MerkleTree, item_hash
 from dynamo_ray.storage.segments import Segment
 from dynamo_ray.storage.memtable import ENTRY_OVERHEAD_BYTES, key_bytes
 from dynamo_ray.protocol.transport import OsFiles
@@ -231,6 +231,13 @@ class RangeStoreMachine(RuleBasedStateMachine):
         self.store = reloaded(self.directory)
         self.model = dict(self.disk)
         self.dirty.clear()
+
+    @rule(buckets=st.sets(st.integers(0, SHAPE[0] ** SHAPE[1] - 1), max_size=6))
+    def digests_list_the_model_keys_of_the_buckets(self, buckets):
+        bucket_of = self.store.tree.bucket_of
+        expected = {(k, item_hash(k, b)) for k, b in self.model.items() if bucket_of(k) in buckets}
+        got = self.store.digests(buckets)
+        assert len(got) == len(expected) and set(got) == expected
 
     @invariant()
     def answers_like_the_model(self):

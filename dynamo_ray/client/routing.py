@@ -125,6 +125,45 @@ class CoordinatorRoute:
         raise error
 
 
+def _take(read: Any, calls: dict, ready: list) -> list:
+    """Hand the ``ready`` replies to ``read``; the vnodes whose call failed or was dropped."""
+    failed = []
+    for ref in ready:
+        try:
+            reply = ray.get(ref, timeout=0)
+        except Exception:
+            failed.append(calls[ref])
+            continue
+        if not read.take(calls[ref], reply):
+            failed.append(calls[ref])
+    return failed
+
+
+def _mark_down(router: Router, vnodes: list) -> None:
+    for vnode in vnodes:
+        router.mark_down(vnode)
+
+
+async def _late_repair(read: Any, calls: dict, deadline: float) -> None:
+    """On the background loop: the replies that came after a direct read answered, until its
+    call deadline, then the repairs its replies call for."""
+    waiting = {asyncio.wrap_future(ref.future()): vnode for ref, vnode in calls.items()}
+    for future in waiting:
+        future.add_done_callback(_retrieve)
+    done, _ = await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+    for future in done:
+        if future.exception() is None:
+            read.take(waiting[future], future.result())
+    repairs = read.repairs()
+    if repairs:
+        read.router.send_repairs(read.table, repairs)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _no_coordinator(failures: list, first_key: Any) -> Unavailable:
     return Unavailable(f"no coordinator answered ({'; '.join(failures)})", key=first_key,
                        needed=1, got=0)
@@ -151,13 +190,13 @@ class ClientRoute:
                 cls._loop = loop
             return cls._loop
 
-    def _router(self) -> Router:
-        loop = asyncio.get_running_loop()
+    def _router(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> Router:
+        loop = loop or asyncio.get_running_loop()
         router = self._routers.get(id(loop))
         if router is None:
-            router = self._routers[id(loop)] = Router(
+            router = self._routers.setdefault(id(loop), Router(
                 self.store.config, self.store.ring,
-                RayTransport(self.store.name, self.store.config.overload.max_pending_calls))
+                RayTransport(self.store.name, self.store.config.overload.max_pending_calls)))
         elif self.store.ring.version > router.ring.version:
             router.set_ring(self.store.ring)
         return router
@@ -166,6 +205,10 @@ class ClientRoute:
         self._routers.clear()
 
     def call(self, method: str, args: tuple, first_key: Any = None, via: Optional[str] = None) -> Any:
+        if method == "get_many" and len(args) == 4:
+            states = self._direct_get_many(*args)
+            if states is not None:
+                return states
         future = asyncio.run_coroutine_threadsafe(self.acall(method, args, first_key, via),
                                                   self.background_loop())
         try:
@@ -174,6 +217,62 @@ class ClientRoute:
             future.cancel()
             raise Unavailable("the request got no answer within its deadline", key=first_key,
                               needed=1, got=0) from None
+
+    def _direct_get_many(self, table: str, keys: list, r: Optional[int],
+                         sloppy: Optional[bool]) -> Optional[list]:
+        """A synchronous read run in the calling thread: the vnode calls sent from here and
+        waited for with ``ray.wait``, as a hand-written replicated store would, instead of a
+        hop to the background loop and back (two thread switches per call). Only a read
+        whose replicas are all healthy primaries goes this way, and only while it goes well:
+        on a failure, a timeout or a dropped call it returns None and the Router's own
+        `get_many` runs the read again (a read changes nothing), having first been told of
+        the vnodes that failed. Late replies and read repair go on in the background."""
+        loop = self.background_loop()
+        router = self._router(loop)
+        read = router.direct_read(table, keys, r, sloppy)
+        if read is None:
+            return None
+        call_s = self.store.config.timeouts.request_ms / 1000
+        expires_at = time.time() + call_s
+        calls: dict = {}
+        for vnode, address, groups in read.calls():
+            handle = router.transport.handle(address)
+            if handle is None:
+                return None
+            try:
+                calls[handle.get.remote(table, groups, expires_at=expires_at)] = vnode
+            except Exception:  # a stale handle, or this caller's queue to it is full
+                return None
+        pending = list(calls)
+        deadline = time.monotonic() + call_s
+        first = read.r if len(read.jobs) == 1 else 1
+        while not read.quorate():
+            ready, pending = ray.wait(pending, num_returns=min(first, len(pending)),
+                                      timeout=max(0.0, deadline - time.monotonic()))
+            first = 1
+            if not ready:  # the rest are slow: the Router marks them down and falls back
+                loop.call_soon_threadsafe(_mark_down, router, [calls[p] for p in pending])
+                return None
+            failed = _take(read, calls, ready)
+            if failed:
+                loop.call_soon_threadsafe(_mark_down, router, failed)
+                return None
+        if pending:
+            late, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+            _take(read, calls, late)
+        states = read.answer()
+        if read.ring_version > router.ring.version:
+            loop.call_soon_threadsafe(router._learn_ring, next(iter(calls.values())),
+                                      read.ring_version)
+        if self.store.config.read_repair:
+            if pending:
+                asyncio.run_coroutine_threadsafe(
+                    _late_repair(read, {ref: calls[ref] for ref in pending}, deadline), loop)
+            else:
+                repairs = read.repairs()
+                if repairs:
+                    loop.call_soon_threadsafe(router.send_repairs, table, repairs)
+        return states
 
     async def acall(self, method: str, args: tuple, first_key: Any = None,
                     via: Optional[str] = None) -> Any:

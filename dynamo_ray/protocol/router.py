@@ -228,12 +228,14 @@ class Router:
             outcome = "unavailable"
             raise
         finally:
-            elapsed_ms = (self.clock.monotonic() - started) * 1000
-            self.latencies_ms.append(elapsed_ms)
-            routing = "client" if self.origin is None else "coordinator"
-            self.metrics.observe("dynamo_request_latency_ms", elapsed_ms, op=op, table=table,
-                                 routing=routing)
-            self.metrics.count("dynamo_requests_total", op=op, table=table, outcome=outcome)
+            self.record(op, table, (self.clock.monotonic() - started) * 1000, outcome)
+
+    def record(self, op: str, table: str, elapsed_ms: float, outcome: str = "ok") -> None:
+        self.latencies_ms.append(elapsed_ms)
+        routing = "client" if self.origin is None else "coordinator"
+        self.metrics.observe("dynamo_request_latency_ms", elapsed_ms, op=op, table=table,
+                             routing=routing)
+        self.metrics.count("dynamo_requests_total", op=op, table=table, outcome=outcome)
 
     # --- planning ----------------------------------------------------------------------------
     def _table(self, table: str):
@@ -388,6 +390,24 @@ class Router:
             return [merged[job.kp][i] for job, i in index]
         return _partial(index, merged, short, r, lambda j: len(j.replies), "read")
 
+    def direct_read(self, table: str, keys: list, r: Optional[int] = None,
+                    sloppy: Optional[bool] = None) -> Optional["DirectRead"]:
+        """A read whose calls the caller sends and waits for itself (a client's synchronous
+        path: no hop to an event loop): its plan when every replica of every range is a
+        primary this router holds healthy; None otherwise (the caller runs `get_many`, which
+        handles back-off, fallbacks and failures). Bad arguments raise as `get_many` does."""
+        tcfg = self._table(table)
+        r = _quorum(r, tcfg.r, tcfg.n, "r")
+        sloppy = (not tcfg.strict) if sloppy is None else sloppy
+        jobs, index = self._plan(keys, tcfg.n, sloppy)
+        sends: dict = defaultdict(list)
+        for job in jobs.values():
+            for vnode, hint in job.slots:
+                if hint is not None or not self.usable(vnode):
+                    return None
+                sends[vnode].append(job)
+        return DirectRead(self, table, tcfg.conflict, r, jobs, index, sends)
+
     async def _read_repair(self, table: str, jobs: dict, pending: dict, policy: str) -> None:
         """Wait for late replies (each call ends by its own deadline), then send the merged
         state to every primary that replied stale or missing."""
@@ -397,17 +417,10 @@ class Router:
                 if fut.exception() is None and fut.result()[1] is not None:
                     for (job, _), blobs in zip(items, fut.result()[1]):
                         job.replies.append((vnode, blobs))
-        repairs: dict = defaultdict(list)
-        for job in jobs.values():
-            if not job.replies:
-                continue
-            merged = _merge_replies(job.replies, policy)
-            for vnode, blobs in job.replies:
-                if vnode not in job.primaries:
-                    continue
-                stale = [(k, m) for k, b, m in zip(job.keys, blobs, merged) if m is not None and b != m]
-                if stale:
-                    repairs[vnode].append((job.kp, None, stale))
+        self.send_repairs(table, _repairs(jobs, policy))
+
+    def send_repairs(self, table: str, repairs: dict) -> None:
+        """Send each primary that replied stale or missing the merged states ({vnode: groups})."""
         for vnode, groups in repairs.items():
             self.metrics.count("dynamo_read_repairs_total", table=table,
                                value=sum(len(entries) for _, _, entries in groups))
@@ -612,7 +625,68 @@ class Coordinator:
         return self.router.ring.version
 
 
+class DirectRead:
+    """One read planned by `Router.direct_read`: the calls to send ({vnode: its ranges}), the
+    replies taken so far, and from them the answer and the repairs. It changes no router state:
+    the caller reports what it learnt (a vnode down, a newer ring) to the router's own loop."""
+
+    def __init__(self, router: Router, table: str, policy: str, r: int, jobs: dict, index: list,
+                 sends: dict):
+        self.router, self.table, self.policy, self.r = router, table, policy, r
+        self.jobs, self.index, self.sends = jobs, index, sends
+        self.started = router.clock.monotonic()
+        self.ring_version = 0  # the newest any reply carried
+
+    def calls(self) -> list[tuple]:
+        """(vnode, address, groups) of each call: one per vnode."""
+        return [(vnode, self.router._address(vnode), [(job.kp, job.keys) for job in jobs])
+                for vnode, jobs in self.sends.items()]
+
+    def take(self, vnode: int, reply: tuple) -> bool:
+        """A vnode's reply (ring version, states per range); False if it dropped the call."""
+        ring_version, results = reply
+        if results is None:
+            return False
+        self.ring_version = max(self.ring_version, ring_version)
+        for job, blobs in zip(self.sends[vnode], results):
+            job.replies.append((vnode, blobs))
+        return True
+
+    def quorate(self) -> bool:
+        return all(len(job.replies) >= self.r for job in self.jobs.values())
+
+    def answer(self) -> list:
+        """The merged state of every key, in order; recorded as the router records a read."""
+        merged = {kp: _merge_replies(job.replies, self.policy) for kp, job in self.jobs.items()}
+        self.router.metrics.count(
+            "dynamo_siblings_returned_total", table=self.table,
+            value=sum(_has_siblings(b) for states in merged.values() for b in states))
+        self.router.record("get", self.table,
+                           (self.router.clock.monotonic() - self.started) * 1000)
+        return [merged[job.kp][i] for job, i in self.index]
+
+    def repairs(self) -> dict:
+        return _repairs(self.jobs, self.policy)
+
+
 # --- helpers ------------------------------------------------------------------------------------
+def _repairs(jobs: dict, policy: str) -> dict:
+    """{vnode: [(kp, None, [(key, merged state)])]} for every primary that replied a state
+    older than the merge of the replies (or none)."""
+    repairs: dict = defaultdict(list)
+    for job in jobs.values():
+        if not job.replies:
+            continue
+        merged = _merge_replies(job.replies, policy)
+        for vnode, blobs in job.replies:
+            if vnode not in job.primaries:
+                continue
+            stale = [(k, m) for k, b, m in zip(job.keys, blobs, merged) if m is not None and b != m]
+            if stale:
+                repairs[vnode].append((job.kp, None, stale))
+    return repairs
+
+
 class _Dropped(CallTimeout):
     """The vnode dropped the call unserved (its deadline had passed there): nothing applied."""
 

@@ -67,7 +67,10 @@ class RayTransport:
         return (RayTransport, (self.store, self.max_pending_calls))
 
     # --- calls --------------------------------------------------------------------------------
-    def _handle(self, to: Address) -> Optional[Any]:
+    def handle(self, to: Address) -> Optional[Any]:
+        """The live actor at ``to`` (looked up by name once), or None; not when unreachable."""
+        if to.node in self.unreachable:
+            return None
         handle = self._handles.get(to)
         if handle is None:
             handle = placement.lookup(actor_name(self.store, to))
@@ -91,7 +94,7 @@ class RayTransport:
         if to.node in self.unreachable:
             out.set_exception(Unreachable(f"{to} is on the other side of a partition"))
             return out
-        handle = self._handle(to)
+        handle = self.handle(to)
         if handle is None:
             out.set_exception(Unreachable(f"{to} has no live actor"))
             return out
@@ -112,7 +115,7 @@ class RayTransport:
         return out
 
     def notify(self, to: Address, method: str, *args: Any) -> None:
-        handle = None if to.node in self.unreachable else self._handle(to)
+        handle = self.handle(to)
         if handle is None:
             return
         try:

@@ -48,9 +48,11 @@ def test_one_node_of_four_down_every_put_and_get_succeeds(store):
     keys = [f"one-down-{i}" for i in range(60)]
     for k in keys:
         t.put(k, k)
-    for k in keys:
-        assert t.get(k).value == k
-    assert all(g.value == k for k, g in t.get_many(keys).items())
+    for routing in ("coordinator", "client"):  # a client's synchronous reads fall back
+        reader = store.table(routing=routing)
+        for k in keys:
+            assert reader.get(k).value == k
+        assert all(g.value == k for k, g in reader.get_many(keys).items())
 
 
 def test_three_of_four_down_a_put_is_unavailable_with_needed_2_got_1(store):
@@ -59,11 +61,14 @@ def test_three_of_four_down_a_put_is_unavailable_with_needed_2_got_1(store):
     with pytest.raises(dr.Unavailable) as err:
         store.table().put("lonely", 1)
     assert (err.value.key, err.value.needed, err.value.got) == ("lonely", 2, 1)
+    with pytest.raises(dr.Unavailable) as err:
+        store.table(routing="client").get("lonely")
+    assert (err.value.needed, err.value.got) == (2, 1)
 
 
-def _key_with_primary_on(store, node):
+def _key_with_primary_on(store, node, prefix="probe"):
     for i in range(1000):
-        k = f"probe-{i}"
+        k = f"{prefix}-{i}"
         if any(p.startswith(node + "/") for p in primaries_of(store, k)):
             return k
     raise AssertionError("no key found")
@@ -177,17 +182,20 @@ def test_a_get_repairs_a_stale_replica_only_when_read_repair_is_on(start_store, 
     s = start_store(**{**FOUR_NODES, "read_repair": read_repair, "handoff": {"enabled": False},
                        "antientropy": {"enabled": False}})
     try:
-        t = s.table()
-        key = _key_with_primary_on(s, "node-2")
-        s.fail_node("node-2")
-        t.put(key, "fresh")
-        s.recover_node("node-2")  # back, empty; the hint stays on the fallback (handoff off)
-        stale = next(p for p in primaries_of(s, key) if p.startswith("node-2/"))
-        assert stale not in s.inspect("default", key)
-        time.sleep(0.5)  # the coordinators' back-off ends: node-2 is probed again
-        assert wait_for(lambda: t.get(key, r=3).value == "fresh", 10, 0.2)
-        repaired = wait_for(lambda: s.inspect("default", key).get(stale) == ["fresh"], 3, 0.2)
-        assert repaired is read_repair
+        # a coordinator reads at r=3; a client's synchronous read at r=2 answers from the first
+        # two replies and repairs from all three, whether the stale one came in time or late
+        for routing, r, prefix in (("coordinator", 3, "c"), ("client", 2, "d")):
+            key = _key_with_primary_on(s, "node-2", prefix)
+            s.fail_node("node-2")
+            s.table().put(key, "fresh")
+            s.recover_node("node-2")  # back, empty; the hint stays on the fallback (handoff off)
+            stale = next(p for p in primaries_of(s, key) if p.startswith("node-2/"))
+            assert stale not in s.inspect("default", key)
+            time.sleep(0.5)  # the coordinators' back-off ends: node-2 is probed again
+            t = s.table(routing=routing)
+            assert wait_for(lambda: t.get(key, r=r).value == "fresh", 10, 0.2)
+            repaired = wait_for(lambda: s.inspect("default", key).get(stale) == ["fresh"], 3, 0.2)
+            assert repaired is read_repair, routing
     finally:
         s.stop()
 

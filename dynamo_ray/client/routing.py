@@ -262,8 +262,7 @@ class ClientRoute:
             _take(read, calls, late)
         states = read.answer()
         if read.ring_version > router.ring.version:
-            loop.call_soon_threadsafe(router._learn_ring, next(iter(calls.values())),
-                                      read.ring_version)
+            loop.call_soon_threadsafe(router._learn_ring, read.ring_vnode, read.ring_version)
         if self.store.config.read_repair:
             if pending:
                 asyncio.run_coroutine_threadsafe(

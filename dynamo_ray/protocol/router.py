@@ -635,7 +635,7 @@ class DirectRead:
         self.router, self.table, self.policy, self.r = router, table, policy, r
         self.jobs, self.index, self.sends = jobs, index, sends
         self.started = router.clock.monotonic()
-        self.ring_version = 0  # the newest any reply carried
+        self.ring_version, self.ring_vnode = 0, None  # the newest a reply carried, and whose
 
     def calls(self) -> list[tuple]:
         """(vnode, address, groups) of each call: one per vnode."""
@@ -647,7 +647,8 @@ class DirectRead:
         ring_version, results = reply
         if results is None:
             return False
-        self.ring_version = max(self.ring_version, ring_version)
+        if ring_version > self.ring_version:
+            self.ring_version, self.ring_vnode = ring_version, vnode
         for job, blobs in zip(self.sends[vnode], results):
             job.replies.append((vnode, blobs))
         return True

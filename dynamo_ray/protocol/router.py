@@ -627,8 +627,9 @@ class Coordinator:
 
 class DirectRead:
     """One read planned by `Router.direct_read`: the calls to send ({vnode: its ranges}), the
-    replies taken so far, and from them the answer and the repairs. It changes no router state:
-    the caller reports what it learnt (a vnode down, a newer ring) to the router's own loop."""
+    replies taken so far, and from them the answer and the repairs. It changes no router state
+    but the latency record of its answer: the caller reports what it learnt (a vnode down, a
+    newer ring) to the router's own loop, which owns the rest."""
 
     def __init__(self, router: Router, table: str, policy: str, r: int, jobs: dict, index: list,
                  sends: dict):

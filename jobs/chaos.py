@@ -7,8 +7,10 @@
 Workloads (threads, each a "process" of the history):
 - set: adds of unique elements to 5 shopping carts, read-modify-write with the read's context
   and a union merge, each process through its home node's coordinator (so adds land on both
-  sides of a partition); checked by `testing.check_set` on a final read after healing;
-- register: single-writer integer registers on a strict table (R + W > N), read by others;
+  sides of a partition) but one, which coordinates in this process (routing "client");
+  checked by `testing.check_set` on a final read after healing;
+- register: single-writer integer registers on a strict table (R + W > N), read by others
+  (one of them with routing "client");
   checked by `testing.check_register` (no stale read);
 - siblings: three writers share two keys on a strict table and resolve now and then;
   checked by `testing.check_siblings`.
@@ -59,13 +61,19 @@ class Clients:
     def _home(self, process: int, tries: int) -> str:
         return self.nodes[(process + tries) % len(self.nodes)]
 
+    def _route(self, process: int, tries: int, routing: str) -> dict:
+        """Through the process's home coordinator, or coordinated in this process."""
+        if routing == "client":
+            return {"routing": "client"}
+        return {"via": self._home(process, tries)}
+
     def spawn(self, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
         self.threads.append(thread)
 
     # --- set: the shopping cart -----------------------------------------------------------------
-    def adder(self, process: int, table_name: str = "cart") -> None:
+    def adder(self, process: int, table_name: str = "cart", routing: str = "coordinator") -> None:
         rng = random.Random(process)
         tries = 0
         carts = [f"{table_name}:{c}" for c in self.carts]
@@ -75,7 +83,7 @@ class Clients:
             op = self.history.invoke(process, "add", cart, element)
             try:
                 table = self.store.table(table_name, merge=merges.union,
-                                         via=self._home(process, tries))
+                                         **self._route(process, tries, routing))
                 got = table.get(cart)
                 table.put(cart, (got.value or []) + [element], context=got.context)
                 self.history.complete(op, "ok")
@@ -102,13 +110,13 @@ class Clients:
                 tries += 1
                 time.sleep(0.05)
 
-    def reader(self, process: int, keys: list) -> None:
+    def reader(self, process: int, keys: list, routing: str = "coordinator") -> None:
         tries = 0
         while self._running():
             key = random.choice(keys)
             op = self.history.invoke(process, "read", key)
             try:
-                got = self.store.table("register", via=self._home(process, tries)).get(key)
+                got = self.store.table("register", **self._route(process, tries, routing)).get(key)
                 self.history.complete(op, "ok", value=got.values)
             except dr.DynamoError as e:
                 self.history.complete(op, "fail", error=type(e).__name__)
@@ -257,6 +265,7 @@ def run(store, seconds: float, *, seed: int = 7, hold_s: float = 4.0, max_ops: i
     registers = [f"reg-{i}" for i in range(6)]
     for process in range(4):
         clients.spawn(clients.adder, process)
+    clients.spawn(clients.adder, 4, "cart", "client")  # the Router in this process, too
     if control:
         for process in (30, 31):
             clients.spawn(clients.adder, process, "cart_lww")
@@ -264,6 +273,7 @@ def run(store, seconds: float, *, seed: int = 7, hold_s: float = 4.0, max_ops: i
     clients.spawn(clients.writer, 11, registers[3:])
     clients.spawn(clients.reader, 12, registers)
     clients.spawn(clients.reader, 13, registers)
+    clients.spawn(clients.reader, 14, registers, "client")
     for process in (20, 21, 22):
         clients.spawn(clients.sharer, process, ["shared-0", "shared-1"])
     nemesis = Nemesis(store, history, stop, hold_s, seed, cluster)

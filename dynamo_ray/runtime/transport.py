@@ -130,12 +130,13 @@ class RayTransport:
 
     def _settle(self, out: asyncio.Future, reply: asyncio.Future, to: Address, timer) -> None:
         timer.cancel()
+        if reply.cancelled():
+            if not out.done():
+                out.set_exception(Unreachable(f"{to}: the call was cancelled"))
+            return
+        error = reply.exception()  # retrieved even when the call's deadline came first
         if out.done():
             return
-        if reply.cancelled():
-            out.set_exception(Unreachable(f"{to}: the call was cancelled"))
-            return
-        error = reply.exception()
         if error is None:
             out.set_result(reply.result())
         elif isinstance(error, ray.exceptions.RayTaskError):

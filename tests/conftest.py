@@ -39,7 +39,7 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def store(start_store):
-    """A small store (configs/test.yaml: 3 nodes, 8 partitions) shared by one test module."""
+    """A small store (configs/test.yaml: 3 nodes, 4 partitions) shared by one test module."""
     return start_store()
 
 

@@ -3,8 +3,8 @@
 Role (DESIGN §8; `dynamo-ray bench`, `jobs/bench.py`): measure single-key sync calls, batches of
 1,000 keys and 16 concurrent single-key calls, for uniform and zipfian keys and 100 B and 1 KiB
 values, on these systems (`bench_systems.py`), all started here on 127.0.0.1:
-- `dynamo`, routing coordinator and routing client: a store of 4 nodes, Q = 16 (8 in the smoke run), N = 3, R = 2,
-  W = 2;
+- `dynamo`, routing coordinator and routing client: a store of 4 nodes, Q = 16 (4 in the smoke
+  run), N = 3, R = 2, W = 2;
 - `dynamo-durable`: the same store's durable table (each write logged and fsynced before the
   ack), routing client, uniform keys and 100 B values only: what `durable: true` costs;
 - `ray-replicated`, the baseline of the goals: the one a Ray user writes in an afternoon. Q
@@ -209,9 +209,9 @@ PLANS = {
               "combos": [("uniform", 100), ("zipfian", 100), ("uniform", 1024)]},
     "full": {"keyspace": 100_000, "single": 2000, "batches": 30, "concurrent": 4000,
              "combos": [("uniform", 100), ("zipfian", 100), ("uniform", 1024), ("zipfian", 1024)]},
-    # the suite's run: half the partitions, so half the actors to start
+    # the suite's run: Q = 4, so a quarter of the vnodes and of ray-replicated's actors to start
     "smoke": {"keyspace": 1000, "single": 20, "batches": 2, "concurrent": 64,
-              "combos": [("uniform", 100)], "partitions": 8},
+              "combos": [("uniform", 100)], "partitions": 4},
 }
 
 

@@ -12,7 +12,7 @@ from conftest import add_ray_node
 
 
 def test_spread_puts_each_node_on_its_own_ray_node(cluster):
-    s = dr.start(name=f"spread-{uuid.uuid4().hex[:6]}", placement="spread", nodes=4, partitions=8)
+    s = dr.start(name=f"spread-{uuid.uuid4().hex[:6]}", placement="spread", nodes=4, partitions=4)
     try:
         where = {n: _ray_node_of(s, n) for n in s.nodes()}
         assert len(set(where.values())) == 4
@@ -27,7 +27,7 @@ def _ray_node_of(store, node):
 
 
 def test_a_ray_node_removed_during_writes_and_recovered_loses_no_acknowledged_write(cluster):
-    s = dr.start(name=f"loss-{uuid.uuid4().hex[:6]}", placement="spread", nodes=4, partitions=8,
+    s = dr.start(name=f"loss-{uuid.uuid4().hex[:6]}", placement="spread", nodes=4, partitions=4,
                  handoff={"interval_s": 0.3}, timeouts={"request_ms": 1000},
                  failure_detection={"backoff_ms": 200, "max_backoff_ms": 1000})
     try:

@@ -19,7 +19,7 @@ import rebalance  # noqa: E402
 def test_grow_and_shrink_on_new_ray_nodes_loses_nothing(cluster):
     # membership, not admission control, is under test: a loaded 2-core machine queues a
     # request past the default max_queue_ms (1 s) and it would be shed as Overloaded
-    s = dr.start(name=f"grow-{uuid.uuid4().hex[:6]}", placement="spread", nodes=3, partitions=16,
+    s = dr.start(name=f"grow-{uuid.uuid4().hex[:6]}", placement="spread", nodes=3, partitions=8,
                  tables={"default": {"n": 3, "r": 2, "w": 2}}, timeouts={"request_ms": 1500},
                  overload={"max_queue_ms": 30000})
     added = {}
@@ -39,7 +39,7 @@ def test_grow_and_shrink_on_new_ray_nodes_loses_nothing(cluster):
         # while they were members, node-4 and node-5 ran on the Ray nodes added for them
         assert s.nodes() == ["node-1", "node-2", "node-3"]
         assert placement.store_node_names(s.name) == ["node-1", "node-2", "node-3"]
-        assert len(s.status()) == 16
+        assert len(s.status()) == s.ring.partitions
         hosts = {n: ray.get(placement.lookup(placement.node_actor_name(s.name, n))
                             .describe.remote())["ray_node"] for n in s.nodes()}
         assert len(set(hosts.values())) == 3 and not set(hosts.values()) & set(added.values())

@@ -8,7 +8,7 @@ from helpers import primaries_of, wait_for
 
 ONLY_ANTIENTROPY = dict(
     nodes=4,
-    partitions=8,
+    partitions=4,
     read_repair=False,
     handoff={"enabled": False},
     antientropy={"interval_s": 1.0, "tombstone_grace_s": 2.0, "latency_goal_ms": 10000},

@@ -13,7 +13,7 @@ def test_45_seconds_of_chaos_lose_nothing_and_lww_does(new_store):
     tables = {"cart": {"n": 3, "r": 2, "w": 2}, "cart_lww": {"n": 3, "r": 2, "w": 2, "conflict": "lww"},
               "register": {"n": 3, "r": 2, "w": 2, "strict": True},
               "sib": {"n": 3, "r": 2, "w": 2, "strict": True}}
-    store = new_store({"nodes": 5, "partitions": 16, "tables": tables}, handoff={"interval_s": 0.5},
+    store = new_store({"nodes": 5, "partitions": 8, "tables": tables}, handoff={"interval_s": 0.5},
                       antientropy={"interval_s": 5.0}, timeouts={"request_ms": 1500},
                       failure_detection={"backoff_ms": 200, "max_backoff_ms": 2000})
     result = chaos.run(store, 45, hold_s=3.0, control=True)

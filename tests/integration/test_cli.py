@@ -159,7 +159,7 @@ def test_ring_prints_the_ownership_table_and_draws_it(store, tmp_path, where):
     png = tmp_path / "ring.png"
     out = run("ring", "--plot", str(png), "--key", "alice", *where)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "Q=8 partitions" in out.stdout and "node-1/p0" in out.stdout
+    assert f"Q={store.ring.partitions} partitions" in out.stdout and "node-1/p0" in out.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -13,7 +13,7 @@ from helpers import primaries_of, wait_for
 
 FOUR_NODES = dict(
     nodes=4,
-    partitions=8,
+    partitions=4,
     handoff={"interval_s": 0.2, "batch_keys": 20},
     failure_detection={"backoff_ms": 100, "max_backoff_ms": 400},
     timeouts={"request_ms": 1500},

@@ -66,7 +66,7 @@ def ray_head():
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=10)
+            head.wait(timeout=3)
         except subprocess.TimeoutExpired:  # its graceful stop can take half a minute
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=30)

@@ -11,7 +11,7 @@ from dynamo_ray.core.ring import Ring
 
 
 def test_every_view_marks_a_failed_node_down_within_five_gossip_intervals(start_store):
-    s = start_store(nodes=4, partitions=8, gossip={"interval_s": 0.5, "suspect_after": 3})
+    s = start_store(nodes=4, partitions=4, gossip={"interval_s": 0.5, "suspect_after": 3})
     time.sleep(2)  # a few rounds: every view has heard every heartbeat
     for view in s.nodes():
         assert s.status(view=view)["up"].all()

@@ -9,7 +9,7 @@ import dynamo_ray as dr
 
 
 def test_requests_past_the_bounded_queues_are_shed_and_the_rest_served(new_store):
-    s = new_store(nodes=3, partitions=8, overload={"max_pending_calls": 1, "max_queue_ms": 250})
+    s = new_store(nodes=3, partitions=4, overload={"max_pending_calls": 1, "max_queue_ms": 250})
     t = s.table()
     t.put_many({f"o{i}": i for i in range(100)})
     for node in s.nodes():
@@ -58,7 +58,7 @@ def _get_once_drained(table, key, within_s=5.0):
 def test_a_coordinator_sheds_past_its_inflight_limit(new_store):
     # The queue-time bound is out of reach, so only the in-flight bound can shed (a loaded
     # machine queues a burst past the default bound before a coordinator takes it).
-    s = new_store(nodes=3, partitions=8, overload={"max_inflight_requests": 2, "max_queue_ms": 60000})
+    s = new_store(nodes=3, partitions=4, overload={"max_inflight_requests": 2, "max_queue_ms": 60000})
     for node in s.nodes():
         s.slow_node(node, 50)
     route = s.table()._route
@@ -79,7 +79,7 @@ def test_a_coordinator_sheds_past_its_inflight_limit(new_store):
 
 
 def test_a_client_process_sheds_its_own_coroutines_past_the_inflight_limit(new_store):
-    s = new_store(nodes=3, partitions=8, overload={"max_inflight_requests": 3})
+    s = new_store(nodes=3, partitions=4, overload={"max_inflight_requests": 3})
     for node in s.nodes():
         s.slow_node(node, 50)
     route = s.table()._route

@@ -11,7 +11,7 @@ import dynamo_ray as dr
 from dynamo_ray.runtime import placement
 from helpers import wait_for
 
-SPILL = dict(nodes=3, partitions=8, antientropy={"interval_s": 1.0, "latency_goal_ms": 10000},
+SPILL = dict(nodes=3, partitions=4, antientropy={"interval_s": 1.0, "latency_goal_ms": 10000},
              timeouts={"request_ms": 4000},
              handoff={"interval_s": 0.5}, failure_detection={"backoff_ms": 100, "max_backoff_ms": 400})
 
@@ -24,9 +24,20 @@ def restart_all(store):
         store.recover_node(node)
 
 
-def test_a_store_holding_ten_times_its_memory_limit_reads_every_key_back(new_store, tmp_path):
-    limit_mb = 0.5
-    s = new_store(**SPILL, storage={"spill_dir": str(tmp_path), "memory_limit_mb": limit_mb})
+SPILLED_LIMIT_MB = 0.5
+
+
+@pytest.fixture(scope="module")
+def spilled(start_store, tmp_path_factory):
+    """One store over its memory limit for the tests that do not restart it: the first fills
+    table "default" to ten times the limit, the export test then writes table "carts"."""
+    spill_dir = str(tmp_path_factory.mktemp("spill"))
+    return start_store(**SPILL, storage={"spill_dir": spill_dir,
+                                         "memory_limit_mb": SPILLED_LIMIT_MB})
+
+
+def test_a_store_holding_ten_times_its_memory_limit_reads_every_key_back(spilled):
+    s, limit_mb = spilled, SPILLED_LIMIT_MB
     t = s.table()
     value = "v" * 200
     keys = [f"spill-{i}" for i in range(20000)]  # ~5.6 MB a replica set over 8 vnodes x 3
@@ -94,10 +105,10 @@ def test_a_truncated_segment_is_set_aside_and_antientropy_refills_it(new_store, 
     assert wait_for(refilled, 20)
 
 
-def test_to_pandas_and_scan_agree_with_get_many(new_store, tmp_path):
-    s = new_store(**SPILL, storage={"spill_dir": str(tmp_path), "memory_limit_mb": 1})
-    t = s.table()
-    keys = [f"row-{i}" for i in range(20000)]
+def test_to_pandas_and_scan_agree_with_get_many(spilled):
+    s = spilled  # its vnodes are at their memory limit: these rows spill too
+    t = s.table("carts")
+    keys = [f"row-{i}" for i in range(10000)]
     for start in range(0, len(keys), 5000):
         t.put_many({k: {"n": i} for i, k in enumerate(keys[start:start + 5000], start)})
     for k in keys[:50]:

@@ -89,7 +89,8 @@ def test_a_delete_made_during_a_partition_stays_deleted_and_is_reaped(store, key
 
 
 def test_a_pending_hint_blocks_reaping(start_store, key):
-    s = start_store(**{**ONLY_ANTIENTROPY, "read_repair": True})
+    quick_grace = {**ONLY_ANTIENTROPY["antientropy"], "tombstone_grace_s": 0.5}
+    s = start_store(**{**ONLY_ANTIENTROPY, "read_repair": True, "antientropy": quick_grace})
     t = s.table()
     t.put(key, "x")
     victim = sorted(primaries_of(s, key))[0].split("/")[0]

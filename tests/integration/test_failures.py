@@ -184,18 +184,27 @@ def test_a_get_repairs_a_stale_replica_only_when_read_repair_is_on(start_store, 
     try:
         # a coordinator reads at r=3; a client's synchronous read at r=2 answers from the first
         # two replies and repairs from all three, whether the stale one came in time or late
-        for routing, r, prefix in (("coordinator", 3, "c"), ("client", 2, "d")):
-            key = _key_with_primary_on(s, "node-2", prefix)
-            s.fail_node("node-2")
+        reads = {"coordinator": 3, "client": 2}
+        keys = {routing: _key_with_primary_on(s, "node-2", routing) for routing in reads}
+        s.fail_node("node-2")
+        for key in keys.values():
             s.table().put(key, "fresh")
-            s.recover_node("node-2")  # back, empty; the hint stays on the fallback (handoff off)
-            stale = next(p for p in primaries_of(s, key) if p.startswith("node-2/"))
-            assert stale not in s.inspect("default", key)
-            time.sleep(0.5)  # the coordinators' back-off ends: node-2 is probed again
+        s.recover_node("node-2")  # back, empty; the hints stay on the fallbacks (handoff off)
+        stale = {routing: next(p for p in primaries_of(s, key) if p.startswith("node-2/"))
+                 for routing, key in keys.items()}
+        for routing, key in keys.items():
+            assert stale[routing] not in s.inspect("default", key)
+        time.sleep(0.5)  # the coordinators' back-off ends: node-2 is probed again
+        for routing, r in reads.items():
             t = s.table(routing=routing)
-            assert wait_for(lambda: t.get(key, r=r).value == "fresh", 10, 0.2)
-            repaired = wait_for(lambda: s.inspect("default", key).get(stale) == ["fresh"], 3, 0.2)
-            assert repaired is read_repair, routing
+            assert wait_for(lambda: t.get(keys[routing], r=r).value == "fresh", 10, 0.2)
+
+        def repaired(routing):
+            return s.inspect("default", keys[routing]).get(stale[routing]) == ["fresh"]
+
+        wait_for(lambda: all(repaired(routing) for routing in reads), 3, 0.2)
+        assert {routing: repaired(routing) for routing in reads} == \
+            {routing: read_repair for routing in reads}
     finally:
         s.stop()
 

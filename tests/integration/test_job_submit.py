@@ -2,8 +2,9 @@
 
 Runs one Ray head for the module (token auth, as Ray 2.60's job server wants) on free loopback
 ports, and stops it by terminating `ray start --block`, which takes every process it started
-with it. The stores are started with `dynamo-ray up --config configs/test.yaml` (the config's
-own name, ``dynamo-test``) and the like, as an operator does, and removed with `down`.
+with it. The module's one store is started with `dynamo-ray up --config configs/test.yaml` (the
+config's own name, ``dynamo-test``), as an operator does; jobs use it, a drifted config is
+refused against it, and the last test removes it with `down`.
 """
 
 import os
@@ -82,13 +83,21 @@ def _actors_left(ray_head, name):
     return left.stdout.split("LEFT ", 1)[1].strip()
 
 
-def test_jobs_share_a_store_started_with_up_and_down_leaves_nothing(ray_head):
-    env, gcs = ray_head["env"], ray_head["gcs"]
-    up = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs], env)
+@pytest.fixture(scope="module")
+def store_up(ray_head):
+    """`dynamo-ray up --config configs/test.yaml` once for the module's tests; what it printed.
+    The last test takes it down; if a test before it failed, the teardown does."""
+    up = _run([CLI, "up", "--config", TEST_CONFIG, "--address", ray_head["gcs"]], ray_head["env"])
     assert up.returncode == 0, up.stderr[-3000:]
-    assert f"store {TEST_STORE!r} is up" in up.stdout
-    # 14 actors on a 2-CPU head: its raylet tells every driver, and `up` must not pass it on
-    assert WORKER_STARTUP_NOTICE not in up.stdout + up.stderr
+    yield up
+    _run([CLI, "down", "--config", TEST_CONFIG, "--address", ray_head["gcs"]], ray_head["env"])
+
+
+def test_jobs_share_a_store_started_with_up(ray_head, store_up):
+    env, gcs = ray_head["env"], ray_head["gcs"]
+    assert f"store {TEST_STORE!r} is up" in store_up.stdout
+    # 10 actors on a 2-CPU head: its raylet tells every driver, and `up` must not pass it on
+    assert WORKER_STARTUP_NOTICE not in store_up.stdout + store_up.stderr
     again = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs], env)
     assert again.returncode == 0 and "already running" in again.stdout  # up is idempotent
 
@@ -106,48 +115,46 @@ def test_jobs_share_a_store_started_with_up_and_down_leaves_nothing(ray_head):
         assert WORKER_STARTUP_NOTICE not in job.stdout + job.stderr
         return job.stdout
 
-    try:
-        assert "shopping cart job done: ['book', 'lamp']" in submit("jobs/shopping_cart.py")
-        # two jobs: the second reads what the first wrote, through the detached store
-        assert "wrote 1000 keys" in submit("jobs/roundtrip.py", "--write", "--tag", "e2e")
-        assert "0 missing or wrong" in submit("jobs/roundtrip.py", "--check", "--tag", "e2e")
-    finally:
-        down = _run([CLI, "down", "--config", TEST_CONFIG, "--address", gcs], env)
+    assert "shopping cart job done: ['book', 'lamp']" in submit("jobs/shopping_cart.py")
+    # two jobs: the second reads what the first wrote, through the detached store
+    assert "wrote 1000 keys" in submit("jobs/roundtrip.py", "--write", "--tag", "e2e")
+    assert "0 missing or wrong" in submit("jobs/roundtrip.py", "--check", "--tag", "e2e")
+
+
+def test_up_with_a_drifted_config_names_the_keys_and_fails_unless_told_ok(ray_head, store_up,
+                                                                          tmp_path):
+    env, gcs = ray_head["env"], ray_head["gcs"]
+    with open(os.path.join(ROOT, TEST_CONFIG)) as f:
+        original = f.read()
+    assert "\nnodes: 3\n" in original and "request_ms: 1500" in original
+    assert f"name: {TEST_STORE}\n" in original
+    drifted = tmp_path / "drifted.yaml"
+    drifted.write_text(original.replace("\nnodes: 3\n", "\nnodes: 4\n")
+                       .replace("request_ms: 1500", "request_ms: 900")
+                       .replace(f"name: {TEST_STORE}\n", "name: another-store\n"))
+    name = ["--name", TEST_STORE]  # wins over the drifted config's own name
+    refused = _run([CLI, "up", "--config", str(drifted), "--address", gcs, *name], env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith(f"error: store {TEST_STORE!r} is already running with a "
+                                     "different config")
+    assert "nodes: running 3, config 4" in refused.stderr
+    assert "timeouts.request_ms: running 1500, config 900" in refused.stderr
+    kept = _run([CLI, "up", "--config", str(drifted), "--address", gcs, *name,
+                 "--if-exists", "ok"], env)
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    assert "already running" in kept.stdout and "note: " in kept.stderr
+    assert "nodes: running 3, config 4" in kept.stderr
+    same = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs, *name], env)
+    assert same.returncode == 0 and "already running" in same.stdout
+    assert "note:" not in same.stderr
+
+
+def test_down_leaves_nothing_and_a_second_down_says_so(ray_head, store_up):
+    env, gcs = ray_head["env"], ray_head["gcs"]
+    down = _run([CLI, "down", "--config", TEST_CONFIG, "--address", gcs], env)
     assert down.returncode == 0, down.stderr[-3000:]
     assert f"store {TEST_STORE!r} is down" in down.stdout
     twice = _run([CLI, "down", "--config", TEST_CONFIG, "--address", gcs], env)
     assert twice.returncode == 0, twice.stderr[-3000:]
     assert f"store {TEST_STORE!r} is not running" in twice.stdout
     assert _actors_left(ray_head, TEST_STORE) == "[]"
-
-
-def test_up_with_a_drifted_config_names_the_keys_and_fails_unless_told_ok(ray_head, tmp_path):
-    env, gcs = ray_head["env"], ray_head["gcs"]
-    with open(os.path.join(ROOT, TEST_CONFIG)) as f:
-        original = f.read()
-    assert "\nnodes: 3\n" in original and "request_ms: 1500" in original
-    drifted = tmp_path / "drifted.yaml"
-    drifted.write_text(original.replace("\nnodes: 3\n", "\nnodes: 4\n")
-                       .replace("request_ms: 1500", "request_ms: 900"))
-    name = ["--name", "drift"]  # --name wins over the configs' own name
-    up = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs, *name], env)
-    assert up.returncode == 0, up.stderr[-3000:]
-    try:
-        refused = _run([CLI, "up", "--config", str(drifted), "--address", gcs, *name], env)
-        assert refused.returncode == 1, refused.stdout + refused.stderr
-        assert refused.stderr.startswith("error: store 'drift' is already running with a "
-                                         "different config")
-        assert "nodes: running 3, config 4" in refused.stderr
-        assert "timeouts.request_ms: running 1500, config 900" in refused.stderr
-        kept = _run([CLI, "up", "--config", str(drifted), "--address", gcs, *name,
-                     "--if-exists", "ok"], env)
-        assert kept.returncode == 0, kept.stderr[-3000:]
-        assert "already running" in kept.stdout and "note: " in kept.stderr
-        assert "nodes: running 3, config 4" in kept.stderr
-        same = _run([CLI, "up", "--config", TEST_CONFIG, "--address", gcs, *name], env)
-        assert same.returncode == 0 and "already running" in same.stdout
-        assert "note:" not in same.stderr
-    finally:
-        down = _run([CLI, "down", "--address", gcs, *name], env)
-    assert down.returncode == 0, down.stderr[-3000:]
-    assert _actors_left(ray_head, "drift") == "[]"

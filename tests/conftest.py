@@ -1,8 +1,9 @@
 """Shared Ray sessions for the tests.
 
-One local Ray (node IP 127.0.0.1) serves every integration test module; a cluster test shuts it
-down to run its own `ray.cluster_utils.Cluster`, and the next module that needs the local one
-starts it again. Whatever is running at the end of the session is shut down.
+One local Ray (node IP 127.0.0.1) serves every integration test module; the cluster tests shut it
+down to run one `ray.cluster_utils.Cluster` for all their modules, and the next module that needs
+the local Ray shuts that down and starts the local one again. Whatever is running at the end of
+the session is shut down.
 """
 
 import os
@@ -13,6 +14,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray on loopback: see dy
 import pytest  # noqa: E402
 import ray  # noqa: E402
 
+import helpers  # noqa: E402
+
 from dynamo_ray.runtime.localray import start_local_ray as _start_local_ray  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -20,6 +23,8 @@ TEST_CONFIG = os.path.join(CONFIGS, "test.yaml")
 
 
 def start_local_ray() -> None:
+    while helpers.leave_other_ray:
+        helpers.leave_other_ray.pop()()
     if not ray.is_initialized():
         _start_local_ray(num_cpus=2)
 
@@ -27,6 +32,8 @@ def start_local_ray() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _shutdown_ray_at_end():
     yield
+    while helpers.leave_other_ray:
+        helpers.leave_other_ray.pop()()
     if ray.is_initialized():
         ray.shutdown()
 

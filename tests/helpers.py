@@ -2,6 +2,11 @@
 
 import time
 
+# How to leave a Ray this process joined other than the suite's local one (the cluster tests'
+# `Cluster`, shared by their modules): run by `conftest.start_local_ray` before it starts that
+# one, and at the end of the session.
+leave_other_ray: list = []
+
 
 def wait_for(condition, timeout_s: float, interval_s: float = 0.1) -> bool:
     """Poll ``condition`` until it holds or ``timeout_s`` passes; True if it held."""

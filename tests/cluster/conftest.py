@@ -2,18 +2,24 @@
 
 Each Ray node is a raylet with its own worker processes, so removing one is a machine lost:
 every actor on it dies at once. The local Ray of the integration tests is shut down first (a
-process talks to one Ray at a time) and the next module that needs it starts it again.
+process talks to one Ray at a time); the one cluster serves every module here, and the next
+module that needs the local Ray shuts it down (tests/conftest.py).
 """
 
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+import helpers
+
 NODE_ARGS = dict(num_cpus=1, node_ip_address="127.0.0.1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster():
+    """Four Ray nodes (head and three), shared by the cluster modules: tests add and remove Ray
+    nodes, so a test needing N of them adds its own rather than count on those left. Shut down
+    when the local Ray is next wanted (`helpers.leave_other_ray`) or at the end."""
     if ray.is_initialized():
         ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False})
@@ -22,9 +28,16 @@ def cluster():
     c.wait_for_nodes()
     ray.init(address=c.address, logging_level="warning", log_to_driver=False)
     assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes())
+
+    def leave():
+        ray.shutdown()
+        c.shutdown()
+
+    helpers.leave_other_ray.append(leave)
     yield c
-    ray.shutdown()
-    c.shutdown()
+    if leave in helpers.leave_other_ray:
+        helpers.leave_other_ray.remove(leave)
+        leave()
 
 
 def add_ray_node(c: Cluster):

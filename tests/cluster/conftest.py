@@ -15,11 +15,21 @@ import helpers
 NODE_ARGS = dict(num_cpus=1, node_ip_address="127.0.0.1")
 
 
-@pytest.fixture(scope="session")
+_shared: dict = {}  # "cluster": the running one, until the local Ray is wanted again
+
+
+@pytest.fixture(scope="module")
 def cluster():
-    """Four Ray nodes (head and three), shared by the cluster modules: tests add and remove Ray
-    nodes, so a test needing N of them adds its own rather than count on those left. Shut down
-    when the local Ray is next wanted (`helpers.leave_other_ray`) or at the end."""
+    """Four Ray nodes (head and three) to begin with, shared by the cluster modules that run one
+    after another: tests add and remove Ray nodes, so a test needing N of them adds its own
+    rather than count on those left. The local Ray shuts it down when it is next wanted
+    (`helpers.leave_other_ray`); a cluster module after that starts a new one."""
+    if "cluster" not in _shared:
+        _shared["cluster"] = _start_cluster()
+    yield _shared["cluster"]
+
+
+def _start_cluster() -> Cluster:
     if ray.is_initialized():
         ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False})
@@ -30,14 +40,12 @@ def cluster():
     assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes())
 
     def leave():
+        _shared.pop("cluster", None)
         ray.shutdown()
         c.shutdown()
 
     helpers.leave_other_ray.append(leave)
-    yield c
-    if leave in helpers.leave_other_ray:
-        helpers.leave_other_ray.remove(leave)
-        leave()
+    return c
 
 
 def add_ray_node(c: Cluster):
